@@ -1,0 +1,265 @@
+"""Neural Galerkin time integration, dense and randomized sparse (book: Chapters 4-5).
+
+The only place where a network and a PDE meet. At each stage, with ``theta`` the flat
+parameters and ``x`` the sample points, ``theta_dot[S] = argmin ||J[:, S] eta - f||`` where
+``J = du/dtheta`` and ``f = pde.rhs(x, derivatives of u)`` (Dirac-Frenkel); the other entries of
+``theta_dot`` are zero. ``S`` is drawn once per time step (:mod:`madng_lite.sparse`) and shared
+by all stages of that step; dense NG is ``S = everything``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import points as pts
+from .decoder import Decoder
+from .derivatives import FastMLP, derivs_generic, jacobian_generic
+from .solve import check_finite, lstsq_solve
+from .sparse import draw_indices
+
+INTEGRATORS = ("euler", "rk4", "rk45")
+
+
+class _GenericPath:
+    """The ``torch.func`` path behind the same interface as :class:`FastMLP`."""
+
+    def __init__(self, dec: Decoder) -> None:
+        self.dec = dec
+
+    def forward(self, theta, x, z, requires, need_jac=False):
+        d = derivs_generic(self.dec, theta, x, z, requires)
+        return d, ({"J": jacobian_generic(self.dec, theta, x, z)} if need_jac else {})
+
+    def jac(self, state, cols=None):
+        return state["J"] if cols is None else state["J"][:, cols.to(state["J"].device)]
+
+    def col_norms2(self, state):
+        return (state["J"] ** 2).sum(0)
+
+
+@dataclass
+class NGResult:
+    """Output of :meth:`NeuralGalerkin.evolve`: ``thetas[i]`` is theta at ``times[i]``."""
+
+    times: Tensor
+    thetas: Tensor
+    n_steps: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.timings.get("total", float("nan")) / max(self.n_steps, 1)
+
+
+class NeuralGalerkin:
+    """Evolve the parameters of ``decoder`` (latent ``z`` frozen) under ``pde``.
+
+    Parameters
+    ----------
+    decoder, pde : the network and the PDE (``pde.requires``, ``pde.rhs(x, d)``, ``pde.dim``).
+    z : the frozen latent (``None`` for a decoder without one).
+    n_points : number of sample points (per dimension on a grid when ``resample`` is False).
+    resample : draw fresh uniform points every time step instead of a fixed grid.
+    sparse : number ``s`` of parameters updated per step (``None``: dense NG).
+    sampler : ``"uniform"`` or ``"colnorm"`` (see :func:`madng_lite.sparse.draw_indices`).
+    solver, ridge, rcond : least-squares choice (see :func:`madng_lite.solve.lstsq_solve`).
+    path : ``"fast"`` (layer-wise derivatives; fixed activations) or ``"generic"`` (torch.func).
+    seed : seed of every draw (indices, points).
+    """
+
+    def __init__(self, decoder: Decoder, pde, z: Tensor | None = None, n_points: int = 1000,
+                 resample: bool = False, sparse: int | None = None, sampler: str = "uniform",
+                 solver: str = "ridge", ridge: float = 1e-6, rcond: float = 1e-6, path: str = "fast",
+                 seed: int = 0) -> None:
+        if decoder.dim != pde.dim:
+            raise ValueError(f"decoder is {decoder.dim}-D but the PDE {pde.name!r} is {pde.dim}-D")
+        if path not in ("fast", "generic"):
+            raise ValueError(f"unknown path {path!r}; known: fast, generic")
+        self.dec, self.pde, self.sampler = decoder, pde, sampler
+        p = next(decoder.parameters())
+        self.dtype, self.device = p.dtype, p.device
+        self.z = None if z is None else torch.as_tensor(z, dtype=self.dtype, device=self.device).detach()
+        self.n_points, self.resample = n_points, resample
+        self.sparse, self.solver, self.ridge, self.rcond = sparse, solver, ridge, rcond
+        self.engine = FastMLP(decoder) if path == "fast" else _GenericPath(decoder)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.x = pts.grid(decoder.box, n_points, self.dtype, self.device)
+        self.timings = {"derivatives": 0.0, "jacobian": 0.0, "solve": 0.0}
+
+    @property
+    def p(self) -> int:
+        return self.dec.n_params
+
+    # ----- one stage -----------------------------------------------------------------------
+    def _tick(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def rhs_state(self, theta: Tensor, t: float) -> tuple[Tensor, dict]:
+        """``f = pde.rhs`` at the sample points, and the state the Jacobian columns need."""
+        t0 = self._tick()
+        d, state = self.engine.forward(theta, self.x, self.z, self.pde.requires, need_jac=True)
+        f = self.pde.rhs(self.x, d)
+        check_finite("the PDE right-hand side f", f, t)
+        self.timings["derivatives"] += self._tick() - t0
+        return f, state
+
+    def solve(self, f: Tensor, state: dict, cols: Tensor, t: float) -> Tensor:
+        """``theta_dot`` restricted to ``cols`` (shape ``(len(cols),)``)."""
+        t0 = self._tick()
+        A = self.engine.jac(state, cols)
+        check_finite("the Jacobian J", A, t)
+        t1 = self._tick()
+        eta = lstsq_solve(A, f, self.solver, self.ridge, self.rcond)
+        check_finite("theta_dot", eta, t)
+        t2 = self._tick()
+        self.timings["jacobian"] += t1 - t0
+        self.timings["solve"] += t2 - t1
+        return eta
+
+    def theta_dot(self, theta: Tensor, t: float = 0.0, cols: Tensor | None = None) -> Tensor:
+        """The full-length ``theta_dot`` (zeros outside ``cols``) at ``(theta, t)``."""
+        cols = torch.arange(self.p) if cols is None else cols
+        f, st = self.rhs_state(theta, t)
+        out = torch.zeros_like(theta)
+        out[cols.to(self.device)] = self.solve(f, st, cols, t)
+        return out
+
+    def _begin_step(self, theta: Tensor, t: float) -> tuple[Tensor, Tensor, dict]:
+        if self.resample:
+            self.x = pts.uniform(self.dec.box, self.n_points, self.gen, self.dtype, self.device)
+        f, st = self.rhs_state(theta, t)
+        norms = self.engine.col_norms2(st) if (self.sampler == "colnorm" and self.sparse and self.sparse < self.p) else None
+        cols = draw_indices(self.p, self.sparse, self.gen, self.sampler, norms)
+        return cols, f, st
+
+    # ----- steppers ------------------------------------------------------------------------
+    def _advance(self, theta: Tensor, cols: Tensor, ks: list[Tensor], coefs: list[float], dt: float) -> Tensor:
+        inc = sum(c * k for c, k in zip(coefs, ks) if c != 0.0)
+        out = theta.clone()
+        out[cols.to(self.device)] += dt * inc
+        return out
+
+    def step_fixed(self, theta: Tensor, t: float, dt: float, method: str = "rk4") -> Tensor:
+        """One Euler or RK4 step with one index draw for all stages."""
+        cols, f, st = self._begin_step(theta, t)
+        k1 = self.solve(f, st, cols, t)
+        if method == "euler":
+            return self._advance(theta, cols, [k1], [1.0], dt)
+        k = [k1]
+        for c, a in ((0.5, [0.5]), (0.5, [0.0, 0.5]), (1.0, [0.0, 0.0, 1.0])):
+            th = self._advance(theta, cols, k, a, dt)
+            f, st = self.rhs_state(th, t + c * dt)
+            k.append(self.solve(f, st, cols, t + c * dt))
+        return self._advance(theta, cols, k, [1 / 6, 1 / 3, 1 / 3, 1 / 6], dt)
+
+    # Dormand-Prince 5(4)
+    _A = [[], [1 / 5], [3 / 40, 9 / 40], [44 / 45, -56 / 15, 32 / 9],
+          [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
+          [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
+          [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84]]
+    _C = [0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1]
+    _E = [71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40]
+
+    def step_rk45(self, theta: Tensor, t: float, dt: float, rtol: float, atol: float) -> tuple[Tensor, float]:
+        """One Dormand-Prince attempt: the 5th-order state and the scaled error norm."""
+        cols, f, st = self._begin_step(theta, t)
+        k = [self.solve(f, st, cols, t)]
+        for i in range(1, 7):
+            th = self._advance(theta, cols, k, self._A[i], dt)
+            f, st = self.rhs_state(th, t + self._C[i] * dt)
+            k.append(self.solve(f, st, cols, t + self._C[i] * dt))
+        new = th  # stage 7 is evaluated at the 5th-order solution
+        err = dt * sum(e * kk for e, kk in zip(self._E, k) if e != 0.0)
+        c = cols.to(self.device)
+        scale = atol + rtol * torch.maximum(theta[c].abs(), new[c].abs())
+        return new, float(torch.sqrt(torch.mean((err / scale) ** 2)))
+
+    # ----- the loop ------------------------------------------------------------------------
+    def evolve(self, theta0: Tensor, T: float, dt: float, t_eval: Tensor | None = None,
+               integrator: str = "rk4", rtol: float = 1e-6, atol: float = 1e-8, max_step: float | None = None,
+               progress: bool = True, checkpoint: str | os.PathLike | None = None,
+               checkpoint_every: int = 100) -> NGResult:
+        """Integrate from ``t = 0`` to ``T``; record theta at ``t_eval`` (default: every step).
+
+        Fixed-step integrators need each ``t_eval`` to be a multiple of ``dt``; ``rk45`` uses
+        ``dt`` as its first step and lands exactly on each ``t_eval``. With ``checkpoint`` set,
+        the state is saved atomically every ``checkpoint_every`` steps and a later call with the
+        same file resumes from it.
+        """
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {integrator!r}; known: {INTEGRATORS}")
+        if not (dt > 0 and T > 0 and math.isfinite(dt) and math.isfinite(T)):
+            raise ValueError(f"need finite T > 0 and dt > 0, got T={T}, dt={dt}")
+        theta = theta0.detach().to(self.dtype).clone()
+        check_finite("the initial theta", theta)
+        n_steps = int(round(T / dt))
+        if integrator != "rk45" and abs(n_steps * dt - T) > 1e-9 * T:
+            raise ValueError(f"T = {T} is not a multiple of dt = {dt}")
+        if t_eval is None:
+            t_eval = torch.linspace(0, T, n_steps + 1, dtype=torch.float64) if integrator != "rk45" else torch.tensor([0.0, T])
+        t_eval = torch.as_tensor(t_eval, dtype=torch.float64)
+        if (t_eval < 0).any() or (t_eval > T * (1 + 1e-12)).any() or (t_eval.diff() <= 0).any():
+            raise ValueError("t_eval must be increasing and inside [0, T]")
+        eval_steps = None
+        if integrator != "rk45":
+            eval_steps = torch.round(t_eval / dt).long()
+            if ((eval_steps * dt - t_eval).abs() > 1e-9 * max(T, 1)).any():
+                raise ValueError("every t_eval must be a multiple of dt for a fixed-step integrator")
+        out: list[Tensor] = []
+        t, step, h = 0.0, 0, dt
+        ck = Path(checkpoint) if checkpoint is not None else None
+        if ck is not None and ck.exists():
+            s = torch.load(ck, weights_only=False)
+            theta, t, step, h, out = s["theta"].to(self.device), s["t"], s["step"], s["h"], list(s["out"])
+            self.gen.set_state(s["gen"])
+        for k, v in self.timings.items():
+            self.timings[k] = 0.0
+        t_start = time.perf_counter()
+        n_done = 0
+        bar = tqdm(total=n_steps if integrator != "rk45" else None, initial=step, disable=not progress,
+                   desc=f"NG {self.pde.name} ({'dense' if not self.sparse else f's={self.sparse}'})")
+        next_eval = len(out)
+        while True:
+            # record every t_eval reached
+            while next_eval < len(t_eval) and (
+                    (eval_steps is not None and eval_steps[next_eval] == step)
+                    or (eval_steps is None and abs(float(t_eval[next_eval]) - t) <= 1e-12 * max(T, 1))):
+                out.append(theta.detach().clone())
+                next_eval += 1
+            if next_eval >= len(t_eval) or (eval_steps is not None and step >= n_steps):
+                break
+            if integrator == "rk45":
+                h = min(h, max_step or h, float(t_eval[next_eval]) - t)
+                new, err = self.step_rk45(theta, t, h, rtol, atol)
+                if err <= 1.0:
+                    theta, t = new, t + h
+                    step += 1
+                    bar.update(1)
+                h = h * min(5.0, max(0.2, 0.9 * (err + 1e-300) ** -0.2))
+            else:
+                theta = self.step_fixed(theta, t, dt, integrator)
+                step += 1
+                t = step * dt
+                bar.update(1)
+            n_done += 1
+            if ck is not None and step % checkpoint_every == 0:
+                _atomic_save({"theta": theta.cpu(), "t": t, "step": step, "h": h, "out": [o.cpu() for o in out],
+                              "gen": self.gen.get_state()}, ck)
+        bar.close()
+        self.timings["total"] = time.perf_counter() - t_start
+        return NGResult(t_eval[: len(out)], torch.stack(out), step, dict(self.timings, attempts=n_done))
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

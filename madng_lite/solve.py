@@ -1,0 +1,62 @@
+"""Least-squares solves for ``theta_dot`` (book: Chapter 4).
+
+Dirac-Frenkel asks, at each time, for ``eta = argmin ||A eta - f||`` with ``A = J[:, S]``
+(``n x s``). ``A`` is numerically rank deficient (its effective rank is far below ``s``), so a
+plain solve blows up; the choices here regularise it:
+
+* ``"ridge"`` (default): ``(A^T A + lam I) eta = A^T f`` with ``lam = ridge * ||A||_F^2 / s``,
+  i.e. relative to the mean diagonal of ``A^T A``, by Cholesky. When ``s > n`` the same solution
+  is computed in the dual form ``eta = A^T (A A^T + lam I)^{-1} f`` (an ``n x n`` system).
+* ``"pinv"``: truncated SVD, singular values below ``rcond * sigma_max`` dropped.
+* ``"lstsq"``: LAPACK least squares (``gelsd`` on the CPU) with ``rcond``; mostly for comparison.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+METHODS = ("ridge", "pinv", "lstsq")
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite value appeared in a quantity of the time integration."""
+
+
+def check_finite(name: str, value: Tensor, t: float | None = None) -> None:
+    """Raise :class:`NonFiniteError` naming ``name`` (and the time ``t``) if ``value`` has NaN/Inf."""
+    if not bool(torch.isfinite(value).all()):
+        when = "" if t is None else f" at t = {t:.6g}"
+        raise NonFiniteError(f"non-finite values in {name}{when} (the solve or the step size may be unstable)")
+
+
+def lstsq_solve(A: Tensor, f: Tensor, method: str = "ridge", ridge: float = 1e-6, rcond: float = 1e-6) -> Tensor:
+    """Regularised least-squares solution of ``A eta ~= f``; ``A`` is ``(n, s)``, ``f`` is ``(n,)``."""
+    if A.ndim != 2 or f.ndim != 1 or A.shape[0] != f.shape[0]:
+        raise ValueError(f"need A (n, s) and f (n,), got {tuple(A.shape)} and {tuple(f.shape)}")
+    n, s = A.shape
+    if method == "ridge":
+        if not ridge > 0:
+            raise ValueError(f"ridge must be > 0, got {ridge}")
+        if s <= n:
+            M = A.T @ A
+            lam = ridge * torch.diagonal(M).sum() / s
+            rhs = A.T @ f
+        else:
+            M = A @ A.T
+            lam = ridge * torch.diagonal(M).sum() / s
+            rhs = f
+        M.diagonal().add_(lam)
+        L, info = torch.linalg.cholesky_ex(M)
+        if int(info) != 0:
+            raise NonFiniteError(f"Cholesky failed (matrix not positive definite at ridge {ridge:g}); "
+                                 "use float64 or a larger ridge")
+        y = torch.cholesky_solve(rhs[:, None], L)[:, 0]
+        return y if s <= n else A.T @ y
+    if method == "pinv":
+        U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+        keep = S > rcond * S[0]
+        return Vh[keep].T @ ((U[:, keep].T @ f) / S[keep])
+    if method == "lstsq":
+        driver = "gelsd" if A.device.type == "cpu" else "gels"
+        return torch.linalg.lstsq(A, f[:, None], rcond=rcond, driver=driver).solution[:, 0]
+    raise ValueError(f"unknown least-squares method {method!r}; known: {METHODS}")
