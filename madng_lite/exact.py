@@ -65,7 +65,8 @@ def kdv_solitons(x: Any, t: Any, k: Sequence[float], eta0: Sequence[float], a: f
     if any(not math.isfinite(v) or v <= 0 for v in kk) or len(set(kk)) != len(kk):
         raise ValueError(f"wave numbers k must be finite, positive and distinct, got {k!r}")
     if not all(math.isfinite(v) for v in (*e0, a, b)) or a == 0 or b == 0:
-        raise ValueError(f"need finite eta0 and finite nonzero a, b; got eta0={eta0!r}, a={a}, b={b}")
+        raise ValueError(f"need finite eta0 and finite nonzero a, b; "
+                         f"got eta0={eta0!r}, a={a}, b={b}")
     xt, to_np = _as_tensor(x)
     tt = torch.as_tensor(t, dtype=xt.dtype, device=xt.device)
     subsets = list(itertools.product((0, 1), repeat=len(kk)))
@@ -83,8 +84,9 @@ def kdv_solitons(x: Any, t: Any, k: Sequence[float], eta0: Sequence[float], a: f
     dev = s - mean
     m2, m3, m4, m5 = ((w * dev**p).sum(-1) for p in (2, 3, 4, 5))
     scale = 12.0 * b / a
-    u = scale * m2
-    out = (u, scale * m3, scale * (m4 - 3 * m2**2), scale * (m5 - 10 * m3 * m2)) if derivatives else (u,)
+    u = scale * m2  # cumulants 2..5 of the slope distribution = d^2..5/dx^2..5 log F
+    out = (u, scale * m3, scale * (m4 - 3 * m2**2), scale * (m5 - 10 * m3 * m2)) \
+        if derivatives else (u,)
     if to_np:
         out = tuple(o.numpy() for o in out)
     return out if derivatives else out[0]

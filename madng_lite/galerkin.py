@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import points as pts
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic, jacobian_generic
-from .solve import check_finite, lstsq_solve
+from .solve import NonFiniteError, check_finite, lstsq_solve
 from .sparse import draw_indices
 
 INTEGRATORS = ("euler", "rk4", "rk45")
@@ -212,7 +212,7 @@ class NeuralGalerkin:
         eval_steps = None
         if integrator != "rk45":
             eval_steps = torch.round(t_eval / dt).long()
-            if ((eval_steps * dt - t_eval).abs() > 1e-9 * max(T, 1)).any():
+            if ((eval_steps.double() * dt - t_eval).abs() > 1e-9 * max(T, 1)).any():
                 raise ValueError("every t_eval must be a multiple of dt for a fixed-step integrator")
         out: list[Tensor] = []
         t, step, h = 0.0, 0, dt
@@ -245,6 +245,9 @@ class NeuralGalerkin:
                     step += 1
                     bar.update(1)
                 h = h * min(5.0, max(0.2, 0.9 * (err + 1e-300) ** -0.2))
+                if h < 1e-10 * T:
+                    raise NonFiniteError(f"RK45 step size fell to {h:.3g} at t = {t:.6g}: loosen rtol/atol "
+                                         "or raise the ridge (theta_dot is too noisy for this tolerance)")
             else:
                 theta = self.step_fixed(theta, t, dt, integrator)
                 step += 1
