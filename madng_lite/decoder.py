@@ -46,22 +46,35 @@ class Smooth(nn.Module):
     def forward(self, a: Tensor) -> Tensor:
         return {"tanh": torch.tanh, "sin": torch.sin, "softplus": nn.functional.softplus}[self.name](a)
 
-    def derivs(self, a: Tensor, order: int) -> list[Tensor]:
-        """``[s(a), s'(a), ..., s^(order)(a)]`` for ``order <= 3``."""
+    def derivs(self, a: Tensor, order: int, out: Tensor | None = None) -> list[Tensor]:
+        """``[s(a), s'(a), ..., s^(order)(a)]`` for ``order <= 3``; ``s(a)`` is written to ``out`` if given."""
         if order > 3:
             raise ValueError(f"activation derivatives are implemented up to order 3, asked {order}")
+        if out is not None:
+            if self.name == "softplus":
+                out.copy_(nn.functional.softplus(a))
+            else:
+                (torch.tanh if self.name == "tanh" else torch.sin)(a, out=out)
+        if order == 0:
+            return [self.forward(a) if out is None else out]
         if self.name == "tanh":
-            t = torch.tanh(a)
+            t = torch.tanh(a) if out is None else out
             s1 = 1 - t * t
-            out = [t, s1, -2 * t * s1, s1 * (4 * t * t - 2 * s1)]
+            if order == 1:
+                return [t, s1]
+            s2 = -2 * t * s1
+            if order == 2:
+                return [t, s1, s2]
+            res = [t, s1, s2, s1 * (4 * t * t - 2 * s1)]
         elif self.name == "sin":
-            s, c = torch.sin(a), torch.cos(a)
-            out = [s, c, -s, -c]
+            s = torch.sin(a) if out is None else out
+            c = torch.cos(a)
+            res = [s, c, -s, -c]
         else:
             g = torch.sigmoid(a)
             s2 = g * (1 - g)
-            out = [nn.functional.softplus(a), g, s2, s2 * (1 - 2 * g)]
-        return out[: order + 1]
+            res = [nn.functional.softplus(a) if out is None else out, g, s2, s2 * (1 - 2 * g)]
+        return res[: order + 1]
 
 
 def make_activation(name: str) -> nn.Module:

@@ -124,6 +124,13 @@ class FastMLP:
             h_off += i + 1
         self.g_index = torch.cat(gi)
         self.h_index = torch.cat(hj)
+        # row offsets of each layer's block in G^T and H^T
+        outs = [lin.out_features for lin in dec.layers]
+        ins = [lin.in_features + 1 for lin in dec.layers]
+        self.g_off = [sum(outs[:i]) for i in range(len(outs) + 1)]
+        self.h_off = [sum(ins[:i]) for i in range(len(ins) + 1)] + [sum(ins) + 1]
+        self.g_rows, self.h_rows = self.g_off[-1], self.h_off[-2]
+        self.h_ones = torch.tensor([o - 1 for o in self.h_off[1:-1]])
         assert self.g_index.numel() == dec.n_params
 
     def forward(self, theta: Tensor, x: Tensor, z: Tensor | None, requires: Iterable[str] = ("u",),
@@ -134,47 +141,70 @@ class FastMLP:
         requires = tuple(requires)
         order = max_order(requires, dec.dim)
         n, d = x.shape
+        # everything is kept transposed, (units, n): the layer maps are W @ h, and the rows of
+        # G^T and H^T that the Jacobian gathers are contiguous
         phis = dec.embedding.directional(x, order)
-        h = dec.features(x, z)
-        # tangents: list over orders m = 1..order of (n, d, width)
-        tang = []
-        if order:
-            pad = dec.latent_dim
-            tang = [torch.nn.functional.pad(p, (0, pad)) for p in phis[1:]]
         W = dec.weights(theta)
+        state: dict = {}
+        # in-place kernels save allocations but cannot be differentiated: use them only when no
+        # gradient flows (time stepping); training (the Sobolev fit) takes the functional branch
+        inplace = not (torch.is_grad_enabled() and (theta.requires_grad or x.requires_grad
+                                                      or (z is not None and torch.is_tensor(z) and z.requires_grad)))
+        if need_jac and not inplace:
+            raise ValueError("the Jacobian state is built without autograd: call under torch.no_grad()")
+        if need_jac:
+            # H^T = [h_0; 1; h_1; 1; ...] and G^T = [g_1; ...; g_L], written in place as we go
+            HT = torch.empty(self.h_rows, n, dtype=x.dtype, device=x.device)
+            HT[self.h_ones] = 1.0
+            h = HT[: self.h_off[1] - 1]
+            h.copy_(dec.features(x, z).T)
+        else:
+            h = dec.features(x, z).T
+        # tangents: (order, d, units, n), the pure derivatives of order 1..order along each axis
+        tang = None
+        if order:
+            tang = torch.nn.functional.pad(torch.stack(phis[1:]).permute(0, 2, 3, 1), (0, 0, 0, dec.latent_dim))
         hs, s1s = [h], []
-        for (w, b), act in zip(W[:-1], dec.acts):
-            a = torch.addmm(b, h, w.T)
-            if order:
-                at = torch.stack(tang).matmul(w.T)  # (order, n, d, width)
-            s = act.derivs(a, max(order, 1))
+        for li, ((w, b), act) in enumerate(zip(W[:-1], dec.acts)):
+            a = torch.addmm(b[:, None], w, h)
+            out_h = HT[self.h_off[li + 1]: self.h_off[li + 2] - 1] if need_jac else None
+            s = act.derivs(a, max(order, 1) if (order or need_jac) else 0, out=out_h)
             h = s[0]
-            if order:
-                s_ = [si[:, None, :] for si in s]
-                t1 = s_[1] * at[0]
-                new = [t1]
+            if order and not inplace:
+                at = torch.matmul(w, tang)
+                new = [s[1] * at[0]]
                 if order >= 2:
-                    new.append(s_[2] * at[0] ** 2 + s_[1] * at[1])
+                    new.append(s[2] * at[0] ** 2 + s[1] * at[1])
                 if order >= 3:
-                    new.append(s_[3] * at[0] ** 3 + 3 * s_[2] * at[0] * at[1] + s_[1] * at[2])
+                    new.append(s[3] * at[0] ** 3 + 3 * s[2] * at[0] * at[1] + s[1] * at[2])
+                tang = torch.stack(new)
+            elif order:
+                at = torch.matmul(w, tang)  # (order, d, out, n)
+                new = torch.empty_like(at)
+                torch.mul(s[1], at[0], out=new[0])
+                if order >= 2:
+                    torch.mul(at[0].square_() if order == 2 else at[0].square(), s[2], out=new[1])
+                    new[1].addcmul_(s[1], at[1])
+                if order >= 3:
+                    t3 = (at[0] ** 3).mul_(s[3])
+                    t3.addcmul_(at[0] * at[1], s[2], value=3.0).addcmul_(s[1], at[2])
+                    new[2] = t3
                 tang = new
             hs.append(h)
-            s1s.append(s[1])
+            if need_jac:
+                s1s.append(s[1])
         wl, bl = W[-1]
-        u = torch.addmm(bl, h, wl.T).squeeze(-1)
-        dk = [(t @ wl.T).squeeze(-1) for t in tang]  # each (n, d)
+        u = torch.addmm(bl[:, None], wl, h)[0]
+        dk = [] if tang is None else list(torch.matmul(wl, tang)[:, :, 0, :].transpose(1, 2))  # each (n, d)
         out = _name_derivs(u, dk, requires, dec.dim)
-        state: dict = {}
         if need_jac:
-            # backward: g_L = 1, g_l = (W_{l+1}^T g_{l+1}) * s'(a_l)
-            gs = [torch.ones(n, 1, dtype=x.dtype, device=x.device)]
+            # backward: g_L = 1, g_l = (W_{l+1}^T g_{l+1}) * s'(a_l), each (units, n)
+            GT = torch.empty(self.g_rows, n, dtype=x.dtype, device=x.device)
+            GT[-1] = 1.0
             for l in range(len(W) - 2, -1, -1):
-                gs.append((gs[-1] @ W[l + 1][0]) * s1s[l])
-            gs.reverse()
-            ones = torch.ones(n, 1, dtype=x.dtype, device=x.device)
-            # stored transposed (rows = units) so that gathering columns of J reads contiguous rows
-            state["GT"] = torch.cat(gs, dim=1).T.contiguous()
-            state["HT"] = torch.cat([torch.cat((hh, ones), 1) for hh in hs], dim=1).T.contiguous()
+                g_next = GT[self.g_off[l + 1]: self.g_off[l + 2]]
+                torch.mul(W[l + 1][0].T @ g_next, s1s[l], out=GT[self.g_off[l]: self.g_off[l + 1]])
+            state["GT"], state["HT"] = GT, HT
         return out, state
 
     def jac(self, state: dict, cols: Tensor | None = None) -> Tensor:

@@ -50,6 +50,7 @@ class FitReport:
     seconds: float
     adam_iters: int
     lbfgs_iters: int
+    lm_iters: int = 0
 
 
 def _rel_errors(pred: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, float]:
@@ -58,7 +59,8 @@ def _rel_errors(pred: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> di
 
 def fit_initial_condition(dec: Decoder, x: Tensor, targets: Mapping[str, Tensor], z: Tensor | None = None,
                           adam_iters: int = 2000, lbfgs_iters: int = 2000, lr: float = 1e-3,
-                          weights: Mapping[str, float] | None = None, progress: bool = True) -> FitReport:
+                          weights: Mapping[str, float] | None = None, lm_iters: int = 0,
+                          progress: bool = True) -> FitReport:
     """Fit ``dec`` (in place) so that its named derivatives at ``x`` match ``targets``.
 
     The loss is ``sum_k w_k mean((D_k u - target_k)^2) / mean(target_k^2)``; ``targets`` maps
@@ -110,6 +112,46 @@ def fit_initial_condition(dec: Decoder, x: Tensor, targets: Mapping[str, Tensor]
 
         lb.step(closure)
         done = lb.state[lb._params[0]].get("n_iter", 0)
+    if lm_iters > 0:
+        if fast is None:
+            raise ValueError("Levenberg-Marquardt refinement needs the fast path (a fixed activation)")
+        levenberg_marquardt(dec, x, targets["u"], z, lm_iters, progress=progress)
     with torch.no_grad():
         rel = _rel_errors(predict(), targets)
-    return FitReport(rel, time.perf_counter() - t0, adam_iters, int(done))
+    return FitReport(rel, time.perf_counter() - t0, adam_iters, int(done), lm_iters)
+
+
+@torch.no_grad()
+def levenberg_marquardt(dec: Decoder, x: Tensor, u_target: Tensor, z: Tensor | None = None, iters: int = 100,
+                        mu: float = 1e-3, progress: bool = True) -> float:
+    """Minimise ``||u(x; z, theta) - u_target||^2`` over theta by Levenberg-Marquardt, in place.
+
+    Each step solves ``(J^T J + lam I) d = J^T r`` with ``lam = mu * mean diag(J^T J)`` (primal or
+    dual form, :func:`madng_lite.solve.lstsq_solve`); ``mu`` shrinks after a step that lowers the
+    loss and grows after one that does not. Returns the final relative L2 error.
+    """
+    from .solve import lstsq_solve
+
+    fast = FastMLP(dec)
+    theta = dec.flat_theta()
+
+    def residual(th: Tensor) -> tuple[Tensor, dict]:
+        d, st = fast.forward(th, x, z, ("u",), need_jac=True)
+        return d["u"] - u_target, st
+
+    r, st = residual(theta)
+    loss = float(r @ r)
+    for _ in tqdm(range(iters), desc="fit (LM)", disable=not progress):
+        try:
+            step = lstsq_solve(fast.jac(st), r, "ridge", ridge=mu)
+        except FloatingPointError:
+            mu *= 10
+            continue
+        r_new, st_new = residual(theta - step)
+        new = float(r_new @ r_new)
+        if new < loss:
+            theta, r, st, loss, mu = theta - step, r_new, st_new, new, max(mu / 3, 1e-12)
+        else:
+            mu = min(mu * 4, 1e6)
+    dec.load_flat(theta)
+    return (loss / float(u_target @ u_target)) ** 0.5

@@ -127,7 +127,8 @@ def test_euler_is_first_order_and_rk45_meets_tolerance():
 def test_generic_and_fast_paths_give_the_same_trajectory():
     outs = []
     for path in ("fast", "generic"):
-        dec, z, ng = advection_setup(path=path, sparse=40, seed=3)
+        # a well-conditioned solve (ridge 1e-6), so that rounding differences are not amplified
+        dec, z, ng = advection_setup(path=path, sparse=40, seed=3, ridge=1e-6)
         outs.append(ng.evolve(dec.flat_theta(), T=0.2, dt=0.05, progress=False).thetas)
     assert torch.allclose(outs[0], outs[1], atol=1e-11)
 
