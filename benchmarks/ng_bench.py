@@ -49,7 +49,8 @@ def run(anchor, dec, sparse, seed, T, ridge, progress, sampler="uniform"):
     ng = NeuralGalerkin(dec, anchor.pde, n_points=anchor.n_points, sparse=sparse, ridge=ridge, seed=seed,
                         sampler=sampler)
     t_eval = torch.tensor(anchor.t_eval(), dtype=torch.float64)
-    t_eval = t_eval[t_eval <= T + 1e-12]
+    t_eval = t_eval[t_eval < T - 1e-12]
+    t_eval = torch.cat((t_eval, torch.tensor([T], dtype=torch.float64)))
     res = ng.evolve(dec.flat_theta(), T, anchor.dt, t_eval, progress=progress)
     return res
 
@@ -137,14 +138,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.extra_sparse = {"ng_kdv": args.kdv_sparse}
     results = []
-    for name in args.anchors:
-        results.append(bench_anchor(name, args))
-    for r in results:
-        print_table(r)
     meta = {"madng_lite": __version__, "torch": torch.__version__, "threads": args.threads,
             "machine": platform.processor() or platform.machine(), "argv": vars(args) | {"out": str(args.out)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    for name in args.anchors:
+        results.append(bench_anchor(name, args))
+        args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    for r in results:
+        print_table(r)
     print(f"\nwrote {args.out}")
 
 

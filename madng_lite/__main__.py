@@ -1,19 +1,9 @@
-"""Command line: ``python -m madng_lite --version``."""
+"""Command line: ``python -m madng_lite --version | run BENCH | report FILE...`` (see :mod:`madng_lite.cli`)."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from . import __version__
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m madng_lite", description="MAD-NG for parametric PDEs")
-    parser.add_argument("--version", action="version", version=f"madng-lite {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
-
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,299 @@
+"""The auto-decoder: pretraining, nearest latent, fine-tuning (book: Chapter 3: the auto-decoder).
+
+Pretraining fits one decoder and one latent per training sample to the initial conditions
+``U0`` (N, n) on the grid ``x`` (n, d) (METHOD.md section 1)::
+
+    min_{theta, z_1..z_N}  (1/N) sum_i [ sum_k (u(x_k; z_i, theta) - u0_i(x_k))^2 + lam * mean(z_i^2) ]
+
+optionally with derivative (Sobolev) terms ``sum_k (D u - D u0_i)^2`` scaled by
+``mean(u0^2) / mean((D u0)^2)``. All samples are evaluated in one batch: the grid is repeated
+``N`` times and each copy gets its sample's latent as a per-point input (one large matrix
+product per layer instead of a Python loop over samples). Adam first, then L-BFGS.
+
+Fine-tuning a new sample minimises the same loss for that sample alone, over ``z`` (MAD-L) or
+over ``z`` and a *copy* of the decoder's weights (MAD-LM), from the nearest training latent
+(or a random one, for comparison), and stops once the reconstruction MSE is below ``tol``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .decoder import Decoder
+from .derivatives import FastMLP, derivs_generic
+
+__all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
+
+
+@dataclass
+class PretrainReport:
+    """Reconstruction errors per training sample after pretraining, and what it cost."""
+
+    rel_errors: list[float]          # ||u_i - u0_i|| / ||u0_i|| per sample
+    mse: list[float]                 # mean((u_i - u0_i)^2) per sample
+    deriv_rel_errors: dict[str, float]  # over all samples, for the Sobolev terms
+    seconds: float
+    adam_iters: int
+    lbfgs_iters: int
+    loss_history: list[float] = field(default_factory=list)
+
+    @property
+    def mean_rel(self) -> float:
+        return sum(self.rel_errors) / len(self.rel_errors)
+
+    @property
+    def max_rel(self) -> float:
+        return max(self.rel_errors)
+
+    def summary(self) -> dict:
+        return {"mean_rel": self.mean_rel, "max_rel": self.max_rel, "mean_mse": sum(self.mse) / len(self.mse),
+                "deriv_rel": self.deriv_rel_errors, "seconds": self.seconds, "adam_iters": self.adam_iters,
+                "lbfgs_iters": self.lbfgs_iters}
+
+
+def _check_data(decoder: Decoder, x: Tensor, U: Tensor) -> None:
+    if decoder.latent_dim < 1:
+        raise ValueError("the auto-decoder needs a decoder with latent_dim >= 1")
+    if x.ndim != 2 or x.shape[1] != decoder.dim:
+        raise ValueError(f"x must have shape (n, {decoder.dim}), got {tuple(x.shape)}")
+    if U.ndim != 2 or U.shape[1] != x.shape[0]:
+        raise ValueError(f"U0 must have shape (N, {x.shape[0]}) (one row per sample on x), got {tuple(U.shape)}")
+    if not bool(torch.isfinite(U).all()):
+        raise ValueError("U0 has non-finite values")
+
+
+def _predict(decoder: Decoder, fast: FastMLP | None, theta: Tensor, x: Tensor, Z: Tensor,
+             names: Sequence[str]) -> dict[str, Tensor]:
+    """Named derivatives for every sample at once, each of shape ``(N, n)``."""
+    N, n = Z.shape[0], x.shape[0]
+    X = x.repeat(N, 1)
+    Zp = Z.repeat_interleave(n, dim=0)
+    if fast is not None:
+        d = fast.forward(theta, X, Zp, names)[0]
+        return {k: v.reshape(N, n) for k, v in d.items()}
+    rows = [derivs_generic(decoder, theta, x, Z[i], names) for i in range(N)]  # e.g. rational activations
+    return {nm: torch.stack([r[nm] for r in rows]) for nm in names}
+
+
+@torch.no_grad()
+def reconstruct(decoder: Decoder, x: Tensor, Z: Tensor) -> Tensor:
+    """``u(x; z_i)`` for every row ``z_i`` of ``Z``, shape ``(N, n)``."""
+    fast = FastMLP(decoder) if decoder.has_fast_path else None
+    return _predict(decoder, fast, decoder.flat_theta(), x, Z.to(x), ("u",))["u"]
+
+
+def _sobolev_targets(sobolev, x: Tensor, U0: Tensor, decoder: Decoder) -> dict[str, Tensor]:
+    if sobolev is False or sobolev is None:
+        return {}
+    if isinstance(sobolev, Mapping):
+        out = {k: torch.as_tensor(v, dtype=U0.dtype) for k, v in sobolev.items() if k != "u"}
+        for k, v in out.items():
+            if v.shape != U0.shape:
+                raise ValueError(f"Sobolev target {k!r} must have shape {tuple(U0.shape)}, got {tuple(v.shape)}")
+        return out
+    if decoder.dim != 1:
+        raise ValueError("spectral Sobolev targets are 1D only; pass a mapping of targets in 2D")
+    from .data import spectral_derivative
+
+    names = ("ux", "uxx") if sobolev is True else tuple(sobolev)
+    orders = {"ux": 1, "uxx": 2, "uxxx": 3}
+    bad = [nm for nm in names if nm not in orders]
+    if bad:
+        raise ValueError(f"unknown Sobolev derivative(s) {bad}; known: {list(orders)}")
+    return {nm: spectral_derivative(U0, decoder.box[0], orders[nm]) for nm in names}
+
+
+def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = None, lam: float = 0.01,
+             adam_iters: int = 1000, lbfgs_iters: int = 500, lr: float = 1e-3, seed: int = 0,
+             progress: bool = True, sobolev: bool | Sequence[str] | Mapping[str, Tensor] = False,
+             sobolev_weight: float = 1.0, checkpoint: str | os.PathLike | None = None,
+             checkpoint_every: int = 200, config: dict | None = None,
+             callback: Callable[[int, float], None] | None = None) -> tuple[Tensor, PretrainReport]:
+    """Fit ``decoder`` (in place) and one latent per row of ``U0``; return ``(Z, report)``.
+
+    Parameters
+    ----------
+    decoder : a :class:`Decoder` with ``latent_dim >= 1`` (its weights are the initial theta).
+    x, U0 : grid ``(n, d)`` and initial values ``(N, n)``.
+    latent_dim : optional check against ``decoder.latent_dim``.
+    lam : weight of the latent penalty ``lam * mean(z_i^2)`` (0.01 KdV/Burgers, 0.05 Allen-Cahn).
+    seed : seed of the initial latents ``z_i ~ N(0, I)``.
+    sobolev : ``True`` (``ux, uxx`` by the FFT, 1D), a list of names, or a mapping name -> ``(N, n)``.
+    checkpoint : file written every ``checkpoint_every`` Adam iterations and at the end
+        (:func:`madng_lite.io.save_checkpoint`); an existing one is resumed from.
+    callback : called as ``callback(iteration, loss)`` after every Adam step (e.g. to log or stop).
+    """
+    _check_data(decoder, x, U0)
+    if latent_dim is not None and int(latent_dim) != decoder.latent_dim:
+        raise ValueError(f"latent_dim={latent_dim} but the decoder takes latents of size {decoder.latent_dim}")
+    if lam < 0 or adam_iters < 0 or lbfgs_iters < 0:
+        raise ValueError(f"need lam, adam_iters, lbfgs_iters >= 0; got {lam}, {adam_iters}, {lbfgs_iters}")
+    from .io import read_checkpoint, save_checkpoint
+
+    dtype = decoder.dtype
+    x, U0 = x.to(dtype), U0.to(dtype)
+    N = U0.shape[0]
+    targets = {"u": U0, **_sobolev_targets(sobolev, x, U0, decoder)}
+    names = tuple(targets)
+    scale = {k: 1.0 if k == "u" else sobolev_weight * float((U0**2).mean() / (v**2).mean().clamp_min(1e-300))
+             for k, v in targets.items()}
+    g = torch.Generator().manual_seed(int(seed))
+    Z = torch.randn(N, decoder.latent_dim, generator=g, dtype=torch.float64).to(x.device, dtype).requires_grad_(True)
+    params = list(decoder.parameters())
+    fast = FastMLP(decoder) if decoder.has_fast_path else None
+
+    def loss_fn() -> Tensor:
+        theta = torch.cat([p.reshape(-1) for p in params])
+        pred = _predict(decoder, fast, theta, x, Z, names)
+        fit = sum(scale[k] * ((pred[k] - targets[k]) ** 2).sum() for k in names)
+        return (fit + lam * (Z**2).mean(dim=1).sum()) / N
+
+    opt = torch.optim.Adam(params + [Z], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(adam_iters, 1), eta_min=lr / 100)
+    start, history, lb_done = 0, [], 0
+    ck = Path(checkpoint) if checkpoint is not None else None
+    cfg = dict(config or {}, lam=lam, adam_iters=adam_iters, lbfgs_iters=lbfgs_iters, lr=lr, seed=seed)
+    t0 = time.perf_counter()
+    if ck is not None and ck.exists():
+        saved = read_checkpoint(ck)
+        extra = saved.get("extra") or {}
+        decoder.load_state_dict(saved["state_dict"])
+        with torch.no_grad():
+            Z.copy_(saved["latents"].to(dtype))
+        start, history = int(extra.get("adam_done", 0)), list(extra.get("history", []))
+        if extra.get("stage") == "adam":
+            opt.load_state_dict(extra["opt"])
+            sched.load_state_dict(extra["sched"])
+        else:  # finished run: nothing left to do
+            start, lbfgs_iters, lb_done = adam_iters, 0, int(extra.get("lbfgs_done", 0))
+    bar = tqdm(range(start, adam_iters), desc="pretrain (Adam)", disable=not progress)
+    for i in bar:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if i % 50 == 0 or i == adam_iters - 1:
+            history.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{history[-1]:.3e}")
+        if callback is not None:
+            callback(i, float(loss.detach()))
+        if ck is not None and (i + 1) % checkpoint_every == 0 and i + 1 < adam_iters:
+            save_checkpoint(ck, decoder, Z, cfg, {"stage": "adam", "adam_done": i + 1, "history": history,
+                                                  "opt": opt.state_dict(), "sched": sched.state_dict()})
+    if lbfgs_iters > 0:
+        lb = torch.optim.LBFGS(params + [Z], lr=1.0, max_iter=lbfgs_iters, history_size=50, tolerance_grad=1e-14,
+                               tolerance_change=1e-16, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            lb.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        with tqdm(total=lbfgs_iters, desc="pretrain (L-BFGS)", disable=not progress) as lbar:
+            lb.step(closure)
+            lb_done = int(lb.state[lb._params[0]].get("n_iter", 0))
+            lbar.update(lb_done)
+        with torch.no_grad():
+            history.append(float(loss_fn()))
+    Z = Z.detach()
+    with torch.no_grad():
+        theta = decoder.flat_theta()
+        pred = _predict(decoder, fast, theta, x, Z, names)
+        err = pred["u"] - U0
+        rel = (err.norm(dim=1) / U0.norm(dim=1).clamp_min(1e-300)).tolist()
+        mse = (err**2).mean(dim=1).tolist()
+        drel = {k: float((pred[k] - v).norm() / v.norm().clamp_min(1e-300)) for k, v in targets.items() if k != "u"}
+    report = PretrainReport(rel, mse, drel, time.perf_counter() - t0, adam_iters, lb_done, history)
+    if ck is not None:
+        save_checkpoint(ck, decoder, Z, cfg, {"stage": "done", "adam_done": adam_iters, "lbfgs_done": lb_done,
+                                              "history": history, "report": report.summary()})
+    return Z, report
+
+
+def nearest_latent(U0_train: Tensor, Z: Tensor, u0_new: Tensor) -> tuple[Tensor, int]:
+    """The latent of the training sample closest to ``u0_new`` in L2 on the grid, and its index."""
+    if U0_train.ndim != 2 or Z.ndim != 2 or U0_train.shape[0] != Z.shape[0]:
+        raise ValueError(f"need U0_train (N, n) and Z (N, latent) with the same N, got "
+                         f"{tuple(U0_train.shape)} and {tuple(Z.shape)}")
+    u0_new = u0_new.reshape(-1).to(U0_train)
+    if u0_new.shape[0] != U0_train.shape[1]:
+        raise ValueError(f"u0_new has {u0_new.shape[0]} values, the training grid has {U0_train.shape[1]}")
+    i = int(((U0_train - u0_new) ** 2).sum(dim=1).argmin())
+    return Z[i].detach().clone(), i
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune`: the latent, the decoder to evolve, and the cost."""
+
+    z: Tensor
+    decoder: Decoder
+    iters: int
+    seconds: float
+    mse: float
+    converged: bool
+    history: list[float] = field(default_factory=list)
+
+
+def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
+             lr: float = 1e-2, max_iters: int = 2000, tol: float = 1e-5, lam: float = 0.01, seed: int = 0,
+             progress: bool = False) -> FinetuneResult:
+    """Fit a new sample ``u0_new`` (n,) by Adam: MAD-L (``z`` only) or MAD-LM (``z`` and theta).
+
+    ``z0=None`` starts from a random latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep
+    copy of ``decoder``; the pretrained one is never modified. Stops as soon as the reconstruction
+    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken).
+    """
+    if mode not in ("L", "LM"):
+        raise ValueError(f"unknown fine-tuning mode {mode!r}; known: 'L' (latent), 'LM' (latent and weights)")
+    if max_iters < 0 or not tol > 0:
+        raise ValueError(f"need max_iters >= 0 and tol > 0, got {max_iters}, {tol}")
+    _check_data(decoder, x, u0_new.reshape(1, -1))
+    dtype = decoder.dtype
+    x, u0 = x.to(dtype), u0_new.reshape(-1).to(dtype)
+    if z0 is None:
+        z0 = torch.randn(decoder.latent_dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+    z0 = torch.as_tensor(z0).reshape(-1)
+    if z0.shape[0] != decoder.latent_dim:
+        raise ValueError(f"z0 must have {decoder.latent_dim} entries, got {z0.shape[0]}")
+    z = z0.detach().clone().to(x.device, dtype).requires_grad_(True)
+    dec = copy.deepcopy(decoder) if mode == "LM" else decoder
+    fast = FastMLP(dec) if dec.has_fast_path else None
+    params = list(dec.parameters()) if mode == "LM" else []
+    theta_fixed = None if mode == "LM" else dec.flat_theta()
+    opt = torch.optim.Adam([z] + params, lr=lr)
+    t0 = time.perf_counter()
+    history: list[float] = []
+    it, mse, converged = 0, float("inf"), False
+    bar = tqdm(total=max_iters, desc=f"fine-tune (MAD-{mode})", disable=not progress)
+    while True:
+        theta = torch.cat([p.reshape(-1) for p in params]) if mode == "LM" else theta_fixed
+        u = _predict(dec, fast, theta, x, z[None], ("u",))["u"][0]
+        err2 = (u - u0) ** 2
+        mse = float(err2.detach().mean())
+        if it % 50 == 0:
+            history.append(mse)
+        if mse < tol:
+            converged = True
+            break
+        if it >= max_iters:
+            break
+        opt.zero_grad()
+        (err2.sum() + lam * (z**2).mean()).backward()
+        opt.step()
+        it += 1
+        bar.update(1)
+    bar.close()
+    for p in params:
+        p.grad = None
+    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, mse, converged, history)
