@@ -55,6 +55,47 @@ def run(anchor, dec, sparse, seed, T, ridge, progress, sampler="uniform"):
     return res
 
 
+def timing_only(name: str, args) -> dict:
+    """Per-step timings alone, on an untrained network of the anchor's shape (the cost of a step does
+    not depend on the weights): ``--timing-steps`` steps per run, medians of ``--repeats`` runs."""
+    from madng_lite.decoder import Decoder
+
+    a = get_anchor(name)
+    dec = Decoder(a.box, width=a.width, depth=a.depth, n_freq=a.n_freq, seed=args.seed)
+    ridge = a.ridge if args.ridge is None else args.ridge
+    T = a.dt * args.timing_steps
+    out = {"anchor": name, "p": dec.n_params, "n": a.n_points, "dt": a.dt, "T": T, "timing_only": True,
+           "fit": {"seconds": float("nan"), "rel_errors": {"u": float("nan")}}, "reference_seconds": float("nan"),
+           "ridge": ridge, "rows": []}
+    configs = [(a.sparse, smp) for smp in args.samplers] if a.sparse else []
+    configs += [(int(s), "uniform") for s in args.extra_sparse.get(name, [])] + [(None, "uniform")]
+    for s, sampler in configs:
+        per_step, splits = [], []
+        for r in range(args.repeats):
+            res = run(a, dec, s, args.seed + r, T, ridge, False, sampler)
+            per_step.append(res.seconds_per_step)
+            splits.append({k: res.timings[k] / res.n_steps for k in ("derivatives", "jacobian", "solve")})
+        out["rows"].append({"s": s or dec.n_params, "dense": s is None, "sampler": sampler if s else "-",
+                            "rel_l2": None, "rel_l2_all": [], "ms_per_step": 1e3 * statistics.median(per_step),
+                            "ms_per_step_all": [1e3 * v for v in per_step],
+                            "split_ms": {k: 1e3 * statistics.median(sp[k] for sp in splits) for k in splits[0]},
+                            "steps": res.n_steps})
+        print(f"  {name} s={s or dec.n_params} ({sampler}): {out['rows'][-1]['ms_per_step']:.1f} ms/step", flush=True)
+    _dense_stats(out, a, dec)
+    return out
+
+
+def _dense_stats(out: dict, a, dec) -> None:
+    dense = next(r for r in out["rows"] if r["dense"])
+    gf = matmul_gflops(a.n_points, dec.n_params, min(a.n_points, dec.n_params))
+    flops = dense_step_flops(a.n_points, dec.n_params)
+    out["matmul_gflops"] = gf
+    out["dense_gflops"] = flops / (dense["ms_per_step"] / 1e3) / 1e9
+    out["dense_vs_matmul_bound"] = (dense["ms_per_step"] / 1e3) / (flops / (gf * 1e9))
+    for r in out["rows"]:
+        r["speedup_vs_dense"] = dense["ms_per_step"] / r["ms_per_step"]
+
+
 def bench_anchor(name: str, args) -> dict:
     a = get_anchor(name)
     T = round(a.T * args.horizon / a.dt) * a.dt
@@ -93,21 +134,15 @@ def bench_anchor(name: str, args) -> dict:
         out["rows"].append(row)
         print(f"  s={row['s']:5d} ({row['sampler']})  rel L2 {row['rel_l2'] if row['rel_l2'] is not None else float('nan'):.2e}  "
               f"{row['ms_per_step']:.1f} ms/step", flush=True)
-    dense = next(r for r in out["rows"] if r["dense"])
-    gf = matmul_gflops(a.n_points, dec.n_params, min(a.n_points, dec.n_params))
-    flops = dense_step_flops(a.n_points, dec.n_params)
-    out["matmul_gflops"] = gf
-    out["dense_gflops"] = flops / (dense["ms_per_step"] / 1e3) / 1e9
-    out["dense_vs_matmul_bound"] = (dense["ms_per_step"] / 1e3) / (flops / (gf * 1e9))
-    for r in out["rows"]:
-        r["speedup_vs_dense"] = dense["ms_per_step"] / r["ms_per_step"]
+    _dense_stats(out, a, dec)
     return out
 
 
 def print_table(res: dict) -> None:
     print(f"\n{res['anchor']}: p = {res['p']}, n = {res['n']}, dt = {res['dt']:g}, T = {res['T']:g}; "
-          f"IC fit {res['fit']['seconds']:.0f} s (rel. error of u {res['fit']['rel_errors']['u']:.1e}); "
-          f"reference {res['reference_seconds']:.1f} s")
+          + ("timings only (untrained network, no reference)" if res.get("timing_only") else
+             f"IC fit {res['fit']['seconds']:.0f} s (rel. error of u {res['fit']['rel_errors']['u']:.1e}); "
+             f"reference {res['reference_seconds']:.1f} s"))
     print(f"| {'s':>5} | {'sampler':>8} | {'rel L2 (space-time)':>19} | {'ms/step':>8} | {'derivs':>7} | {'Jacobian':>8} | "
           f"{'solve':>7} | {'speedup':>7} |")
     print("|" + "|".join("-" * w for w in (7, 10, 21, 10, 9, 10, 9, 9)) + "|")
@@ -131,6 +166,8 @@ def main() -> None:
     ap.add_argument("--dense-full", action="store_true", help="run dense over the full horizon too")
     ap.add_argument("--kdv-sparse", type=int, nargs="*", default=[], help="sparse sizes to try on ng_kdv")
     ap.add_argument("--samplers", nargs="+", default=["uniform", "colnorm"], choices=["uniform", "colnorm"])
+    ap.add_argument("--timing-steps", type=int, default=0,
+                    help="if > 0: timings only, this many steps per run, no fit and no reference")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("results/ng_bench.json"))
@@ -142,7 +179,7 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(), "argv": vars(args) | {"out": str(args.out)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.anchors:
-        results.append(bench_anchor(name, args))
+        results.append(timing_only(name, args) if args.timing_steps else bench_anchor(name, args))
         args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     for r in results:
         print_table(r)

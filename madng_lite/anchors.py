@@ -70,7 +70,7 @@ class Anchor:
         return pts.grid(self.box, self.ref_n)
 
     def reference(self) -> np.ndarray:
-        """Ground truth at :meth:`t_eval` on :meth:`eval_grid`, shape ``(n_eval, ref_n)``."""
+        """Ground truth at the times ``t_eval()`` on the grid ``eval_grid()``, shape ``(n_eval, ref_n)``."""
         x = self.eval_grid()
         if self.name == "ng_kdv":
             return np.stack([kdv_two_soliton(x[:, 0].numpy(), float(t)) for t in self.t_eval()])

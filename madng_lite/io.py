@@ -39,11 +39,28 @@ def decoder_kwargs(dec: Decoder) -> dict[str, Any]:
             "dtype": str(dec.dtype).removeprefix("torch.")}
 
 
+def _check_plain(value: Any, where: str) -> None:
+    """Only what ``torch.load(weights_only=True)`` reads back: containers, numbers, strings, tensors."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise ValueError(f"{where}: key {k!r} is not a str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (bool, int, float, str, torch.Tensor))):
+        raise ValueError(f"{where} holds a {type(value).__name__}; a checkpoint stores only dicts, lists, "
+                         "numbers, strings and tensors (convert paths and objects to strings)")
+
+
 def save_checkpoint(path: str | os.PathLike, decoder: Decoder, latents: Tensor | None, config: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Write ``decoder``, ``latents`` and ``config`` atomically to ``path``; return the path."""
     from . import __version__
 
+    _check_plain(config or {}, "config")
+    _check_plain(extra, "extra")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {

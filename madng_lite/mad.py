@@ -8,7 +8,9 @@ Pretraining fits one decoder and one latent per training sample to the initial c
 optionally with derivative (Sobolev) terms ``sum_k (D u - D u0_i)^2`` scaled by
 ``mean(u0^2) / mean((D u0)^2)``. All samples are evaluated in one batch: the grid is repeated
 ``N`` times and each copy gets its sample's latent as a per-point input (one large matrix
-product per layer instead of a Python loop over samples). Adam first, then L-BFGS.
+product per layer instead of a Python loop over samples: 2 to 5 times faster on one CPU thread for
+20 to 64 samples of 256 points, 1 x 20 to 4 x 30 networks, with or without ``u_x``). Adam first,
+then L-BFGS.
 
 Fine-tuning a new sample minimises the same loss for that sample alone, over ``z`` (MAD-L) or
 over ``z`` and a *copy* of the decoder's weights (MAD-LM), from the nearest training latent
@@ -44,6 +46,7 @@ class PretrainReport:
     adam_iters: int
     lbfgs_iters: int
     loss_history: list[float] = field(default_factory=list)
+    data_scale: float = 1.0          # the data term was divided by this (see ``normalize``)
 
     @property
     def mean_rel(self) -> float:
@@ -56,7 +59,7 @@ class PretrainReport:
     def summary(self) -> dict:
         return {"mean_rel": self.mean_rel, "max_rel": self.max_rel, "mean_mse": sum(self.mse) / len(self.mse),
                 "deriv_rel": self.deriv_rel_errors, "seconds": self.seconds, "adam_iters": self.adam_iters,
-                "lbfgs_iters": self.lbfgs_iters}
+                "lbfgs_iters": self.lbfgs_iters, "data_scale": self.data_scale}
 
 
 def _check_data(decoder: Decoder, x: Tensor, U: Tensor) -> None:
@@ -94,7 +97,7 @@ def _sobolev_targets(sobolev, x: Tensor, U0: Tensor, decoder: Decoder) -> dict[s
     if sobolev is False or sobolev is None:
         return {}
     if isinstance(sobolev, Mapping):
-        out = {k: torch.as_tensor(v, dtype=U0.dtype) for k, v in sobolev.items() if k != "u"}
+        out = {k: torch.as_tensor(v, dtype=U0.dtype, device=U0.device) for k, v in sobolev.items() if k != "u"}
         for k, v in out.items():
             if v.shape != U0.shape:
                 raise ValueError(f"Sobolev target {k!r} must have shape {tuple(U0.shape)}, got {tuple(v.shape)}")
@@ -114,7 +117,7 @@ def _sobolev_targets(sobolev, x: Tensor, U0: Tensor, decoder: Decoder) -> dict[s
 def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = None, lam: float = 0.01,
              adam_iters: int = 1000, lbfgs_iters: int = 500, lr: float = 1e-3, seed: int = 0,
              progress: bool = True, sobolev: bool | Sequence[str] | Mapping[str, Tensor] = False,
-             sobolev_weight: float = 1.0, checkpoint: str | os.PathLike | None = None,
+             sobolev_weight: float = 1.0, normalize: bool = False, checkpoint: str | os.PathLike | None = None,
              checkpoint_every: int = 200, config: dict | None = None,
              callback: Callable[[int, float], None] | None = None) -> tuple[Tensor, PretrainReport]:
     """Fit ``decoder`` (in place) and one latent per row of ``U0``; return ``(Z, report)``.
@@ -127,6 +130,11 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     lam : weight of the latent penalty ``lam * mean(z_i^2)`` (0.01 KdV/Burgers, 0.05 Allen-Cahn).
     seed : seed of the initial latents ``z_i ~ N(0, I)``.
     sobolev : ``True`` (``ux, uxx`` by the FFT, 1D), a list of names, or a mapping name -> ``(N, n)``.
+    normalize : fit ``U0 / sigma`` with ``sigma = rms(U0)``, then multiply the output layer by ``sigma``
+        (exact). The loss, ``lam`` and the network's initial output scale then mean the same whatever
+        the amplitude of the data: the AC2D initial data are about 30 times smaller than KdV's, and a
+        quick AC2D fit stalls at 12 % error without this, 2.7 % with it. Pass ``report.data_scale``
+        (``sigma^2``) to :func:`finetune` to fine-tune with the same loss.
     checkpoint : file written every ``checkpoint_every`` Adam iterations and at the end
         (:func:`madng_lite.io.save_checkpoint`); an existing one is resumed from.
     callback : called as ``callback(iteration, loss)`` after every Adam step (e.g. to log or stop).
@@ -145,6 +153,10 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     names = tuple(targets)
     scale = {k: 1.0 if k == "u" else sobolev_weight * float((U0**2).mean() / (v**2).mean().clamp_min(1e-300))
              for k, v in targets.items()}
+    # normalize: fit U0 / sigma, then fold sigma into the output layer (u = sigma * u_normalised exactly)
+    sigma = float((U0**2).mean().sqrt().clamp_min(1e-150)) if normalize else 1.0
+    fit_targets = {k: v / sigma for k, v in targets.items()}
+    finished = False
     g = torch.Generator().manual_seed(int(seed))
     Z = torch.randn(N, decoder.latent_dim, generator=g, dtype=torch.float64).to(x.device, dtype).requires_grad_(True)
     params = list(decoder.parameters())
@@ -153,7 +165,7 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     def loss_fn() -> Tensor:
         theta = torch.cat([p.reshape(-1) for p in params])
         pred = _predict(decoder, fast, theta, x, Z, names)
-        fit = sum(scale[k] * ((pred[k] - targets[k]) ** 2).sum() for k in names)
+        fit = sum(scale[k] * ((pred[k] - fit_targets[k]) ** 2).sum() for k in names)
         return (fit + lam * (Z**2).mean(dim=1).sum()) / N
 
     opt = torch.optim.Adam(params + [Z], lr=lr)
@@ -173,7 +185,7 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
             opt.load_state_dict(extra["opt"])
             sched.load_state_dict(extra["sched"])
         else:  # finished run: nothing left to do
-            start, lbfgs_iters, lb_done = adam_iters, 0, int(extra.get("lbfgs_done", 0))
+            start, lbfgs_iters, lb_done, finished = adam_iters, 0, int(extra.get("lbfgs_done", 0)), True
     bar = tqdm(range(start, adam_iters), desc="pretrain (Adam)", disable=not progress)
     for i in bar:
         opt.zero_grad()
@@ -206,14 +218,19 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         with torch.no_grad():
             history.append(float(loss_fn()))
     Z = Z.detach()
+    for p in params:
+        p.grad = None
     with torch.no_grad():
+        if sigma != 1.0 and not finished:
+            decoder.layers[-1].weight.mul_(sigma)
+            decoder.layers[-1].bias.mul_(sigma)
         theta = decoder.flat_theta()
         pred = _predict(decoder, fast, theta, x, Z, names)
         err = pred["u"] - U0
         rel = (err.norm(dim=1) / U0.norm(dim=1).clamp_min(1e-300)).tolist()
         mse = (err**2).mean(dim=1).tolist()
         drel = {k: float((pred[k] - v).norm() / v.norm().clamp_min(1e-300)) for k, v in targets.items() if k != "u"}
-    report = PretrainReport(rel, mse, drel, time.perf_counter() - t0, adam_iters, lb_done, history)
+    report = PretrainReport(rel, mse, drel, time.perf_counter() - t0, adam_iters, lb_done, history, sigma**2)
     if ck is not None:
         save_checkpoint(ck, decoder, Z, cfg, {"stage": "done", "adam_done": adam_iters, "lbfgs_done": lb_done,
                                               "history": history, "report": report.summary()})
@@ -247,17 +264,18 @@ class FinetuneResult:
 
 def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
              lr: float = 1e-2, max_iters: int = 2000, tol: float = 1e-5, lam: float = 0.01, seed: int = 0,
-             progress: bool = False) -> FinetuneResult:
+             data_scale: float = 1.0, progress: bool = False) -> FinetuneResult:
     """Fit a new sample ``u0_new`` (n,) by Adam: MAD-L (``z`` only) or MAD-LM (``z`` and theta).
 
     ``z0=None`` starts from a random latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep
     copy of ``decoder``; the pretrained one is never modified. Stops as soon as the reconstruction
-    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken).
+    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken). The loss is
+    ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
     """
     if mode not in ("L", "LM"):
         raise ValueError(f"unknown fine-tuning mode {mode!r}; known: 'L' (latent), 'LM' (latent and weights)")
-    if max_iters < 0 or not tol > 0:
-        raise ValueError(f"need max_iters >= 0 and tol > 0, got {max_iters}, {tol}")
+    if max_iters < 0 or not tol > 0 or not data_scale > 0:
+        raise ValueError(f"need max_iters >= 0, tol > 0 and data_scale > 0; got {max_iters}, {tol}, {data_scale}")
     _check_data(decoder, x, u0_new.reshape(1, -1))
     dtype = decoder.dtype
     x, u0 = x.to(dtype), u0_new.reshape(-1).to(dtype)
@@ -268,6 +286,8 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
         raise ValueError(f"z0 must have {decoder.latent_dim} entries, got {z0.shape[0]}")
     z = z0.detach().clone().to(x.device, dtype).requires_grad_(True)
     dec = copy.deepcopy(decoder) if mode == "LM" else decoder
+    for p in dec.parameters() if mode == "LM" else ():
+        p.grad = None
     fast = FastMLP(dec) if dec.has_fast_path else None
     params = list(dec.parameters()) if mode == "LM" else []
     theta_fixed = None if mode == "LM" else dec.flat_theta()
@@ -289,7 +309,7 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
         if it >= max_iters:
             break
         opt.zero_grad()
-        (err2.sum() + lam * (z**2).mean()).backward()
+        (err2.sum() / data_scale + lam * (z**2).mean()).backward()
         opt.step()
         it += 1
         bar.update(1)

@@ -1,0 +1,101 @@
+"""The command line of madng_lite.cli: run / report / --version (book: Chapters 7-9, the benchmarks)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from madng_lite import __version__
+from madng_lite.cli import FULL, QUICK, bench_config, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _strict_json(path: Path) -> dict:
+    def no_constants(name: str):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(path.read_text(), parse_constant=no_constants)
+
+
+def test_version_is_unchanged():
+    out = subprocess.run([sys.executable, "-m", "madng_lite", "--version"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == f"madng-lite {__version__}\n" == "madng-lite 0.1.0\n"
+
+
+def test_bad_arguments_give_one_line_errors(capsys, tmp_path):
+    for argv in (["run", "navier"], ["run", "kdv", "--sparse", "-2"], ["run", "kdv", "--seed", "x"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("python -m madng_lite") and "error:" in err[-1]
+    for dev, msg in (("cuda:3", "CUDA is not available"), ("warp-drive", "unknown device")):
+        # the device is checked before any work starts
+        if dev.startswith("cuda") and __import__("torch").cuda.is_available():
+            continue
+        assert main(["run", "kdv", "--quick", "--device", dev, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0]
+    assert main(["report", str(tmp_path / "nothing.json")]) == 2
+    assert "not a madng-lite results.json" in capsys.readouterr().err
+    assert main([]) == 0 and "run" in capsys.readouterr().out
+
+
+def test_quick_configs_only_shrink_sizes(monkeypatch):
+    for name in FULL:
+        q, f = QUICK[name], FULL[name]
+        assert (q.ft_mode, q.lam, q.n_freq, q.sobolev) == (f.ft_mode, f.lam, f.n_freq, f.sobolev)
+        assert q.n_train <= f.n_train and q.T <= f.T and q.adam_iters <= f.adam_iters
+    assert FULL["kdv"].sparse is None and all(FULL[n].sparse == 1500 for n in ("burgers", "ac1d", "ac2d"))
+    assert (FULL["ac2d"].n_train, FULL["ac2d"].width, FULL["ac2d"].depth, FULL["ac2d"].latent_dim) == (180, 30, 8, 60)
+    monkeypatch.setenv("MADNG_QUICK", "1")
+    assert bench_config("kdv") is QUICK["kdv"]
+    monkeypatch.setenv("MADNG_QUICK", "0")
+    assert bench_config("kdv") is FULL["kdv"] and bench_config("kdv", quick=True) is QUICK["kdv"]
+    with pytest.raises(ValueError, match="known: kdv, burgers, ac1d, ac2d"):
+        bench_config("heat")
+
+
+def _check_run(out: Path, name: str, capsys) -> dict:
+    r = _strict_json(out / "results.json")
+    cfg = QUICK[name]
+    assert r["benchmark"] == name and r["quick"] is True and r["config"]["n_eval"] == cfg.n_eval
+    assert r["t_eval"][0] == 0 and r["t_eval"][-1] == pytest.approx(cfg.T)
+    assert len(r["mse"]) == len(r["rel_l2"]) == cfg.n_eval and len(r["samples"]) == cfg.n_test
+    assert all(v is not None and math.isfinite(v) for v in r["mse"] + r["rel_l2"])
+    assert r["environment"]["madng_lite"] == __version__ and "torch" in r["environment"]
+    assert set(r["timings"]) >= {"data", "truth", "pretrain", "finetune", "evolve", "figure", "total"}
+    assert r["pretrain"]["mean_rel"] < 0.2
+    assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["report", str(out / "results.json")]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| file | benchmark") and f"| {name} |" in table
+    return r
+
+
+def test_quick_run_burgers_end_to_end(tmp_path, capsys):
+    out = tmp_path / "burgers"
+    assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1"]) == 0
+    assert "MSE(T=0.1)" in capsys.readouterr().out
+    r = _check_run(out, "burgers", capsys)
+    assert r["seed"] == 1 and r["config"]["sparse"] == 400
+    # measured (seed 0, MAD-L): MSE(T) 2.5e-3, dominated by the fine-tuned initial fit; NG adds little
+    assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
+    assert r["timings"]["total"] < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,extra", [("kdv", []), ("ac2d", ["--sparse", "dense"])])
+def test_quick_run_other_benchmarks(tmp_path, capsys, name, extra):
+    out = tmp_path / name
+    assert main(["run", name, "--quick", "--out", str(out), *extra]) == 0
+    assert "MSE(T=" in capsys.readouterr().out
+    r = _check_run(out, name, capsys)
+    assert r["config"]["sparse"] is None
+    assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
+    assert r["timings"]["total"] < 60
