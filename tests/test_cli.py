@@ -11,6 +11,7 @@ import pytest
 
 from madng_lite import __version__
 from madng_lite.cli import FULL, QUICK, bench_config, main
+from madng_lite.io import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +42,8 @@ def test_bad_arguments_give_one_line_errors(capsys, tmp_path):
         assert main(["run", "kdv", "--quick", "--device", dev, "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and msg in err[0]
+    assert main(["run", "kdv", "--quick", "--ridge", "-1", "--out", str(tmp_path)]) == 2
+    assert "ridge must be > 0" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing.json")]) == 2
     assert "not a madng-lite results.json" in capsys.readouterr().err
     assert main([]) == 0 and "run" in capsys.readouterr().out
@@ -72,6 +75,8 @@ def _check_run(out: Path, name: str, capsys) -> dict:
     assert set(r["timings"]) >= {"data", "truth", "pretrain", "finetune", "evolve", "figure", "total"}
     assert r["pretrain"]["mean_rel"] < 0.2
     assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
+    dec, Z, ck = load_checkpoint(out / "pretrained.pt")
+    assert dec.n_params == r["n_params"] and Z.shape == (cfg.n_train, cfg.latent_dim) and ck["benchmark"] == name
     assert main(["report", str(out / "results.json")]) == 0
     table = capsys.readouterr().out
     assert table.startswith("| file | benchmark") and f"| {name} |" in table
@@ -83,7 +88,7 @@ def test_quick_run_burgers_end_to_end(tmp_path, capsys):
     assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1"]) == 0
     assert "MSE(T=0.1)" in capsys.readouterr().out
     r = _check_run(out, "burgers", capsys)
-    assert r["seed"] == 1 and r["config"]["sparse"] == 400
+    assert r["seed"] == 1 and r["config"]["sparse"] == 400 and r["config"]["ridge"] == 1e-10
     # measured (seed 0, MAD-L): MSE(T) 2.5e-3, dominated by the fine-tuned initial fit; NG adds little
     assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
     assert r["timings"]["total"] < 60
