@@ -76,7 +76,7 @@ class NeuralGalerkin:
 
     def __init__(self, decoder: Decoder, pde, z: Tensor | None = None, n_points: int = 1000,
                  resample: bool = False, sparse: int | None = None, sampler: str = "uniform",
-                 solver: str = "ridge", ridge: float = 1e-10, rcond: float = 1e-6, path: str = "fast",
+                 solver: str = "ridge", ridge: float = 1e-8, rcond: float = 1e-6, path: str = "fast",
                  seed: int = 0) -> None:
         if decoder.dim != pde.dim:
             raise ValueError(f"decoder is {decoder.dim}-D but the PDE {pde.name!r} is {pde.dim}-D")
