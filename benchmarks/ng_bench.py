@@ -115,7 +115,7 @@ def bench_anchor(name: str, args) -> dict:
     sparse_list = [(a.sparse, smp) for smp in args.samplers] if a.sparse else []
     sparse_list += [(int(s), "uniform") for s in args.extra_sparse.get(name, [])]
     for s, sampler in sparse_list + [(None, "uniform")]:
-        full = s is not None or args.dense_full or a.sparse is None
+        full = s is not None or args.dense_full or (a.sparse is None and not args.dense_timing_only)
         errs, per_step, splits = [], [], []
         for r in range(args.repeats if (full and s is not None) else 1):
             if full:
@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dense-steps", type=int, default=10, help="steps of the dense timing-only runs")
     ap.add_argument("--dense-full", action="store_true", help="run dense over the full horizon too")
+    ap.add_argument("--dense-timing-only", action="store_true", help="never run dense over the full horizon")
     ap.add_argument("--kdv-sparse", type=int, nargs="*", default=[], help="sparse sizes to try on ng_kdv")
     ap.add_argument("--samplers", nargs="+", default=["uniform", "colnorm"], choices=["uniform", "colnorm"])
     ap.add_argument("--timing-steps", type=int, default=0,
