@@ -99,19 +99,7 @@ def fit_initial_condition(dec: Decoder, x: Tensor, targets: Mapping[str, Tensor]
         sched.step()
         if i % 200 == 0:
             bar.set_postfix(loss=f"{loss.item():.2e}")
-    done = 0
-    if lbfgs_iters > 0:
-        lb = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_iters, history_size=50, tolerance_grad=1e-15,
-                               tolerance_change=1e-18, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            lb.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
-        lb.step(closure)
-        done = lb.state[lb._params[0]].get("n_iter", 0)
+    done = run_lbfgs(params, loss_fn, lbfgs_iters) if lbfgs_iters > 0 else 0
     if lm_iters > 0:
         if fast is None:
             raise ValueError("Levenberg-Marquardt refinement needs the fast path (a fixed activation)")
@@ -119,6 +107,22 @@ def fit_initial_condition(dec: Decoder, x: Tensor, targets: Mapping[str, Tensor]
     with torch.no_grad():
         rel = _rel_errors(predict(), targets)
     return FitReport(rel, time.perf_counter() - t0, adam_iters, int(done), lm_iters)
+
+
+def run_lbfgs(params: list[Tensor], loss_fn: Callable[[], Tensor], max_iter: int, tolerance_grad: float = 1e-15,
+              tolerance_change: float = 1e-18) -> int:
+    """Minimise ``loss_fn`` over ``params`` with strong-Wolfe L-BFGS; return the iterations done."""
+    lb = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=50, tolerance_grad=tolerance_grad,
+                           tolerance_change=tolerance_change, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        lb.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    lb.step(closure)
+    return int(lb.state[lb._params[0]].get("n_iter", 0))
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic
+from .fit import run_lbfgs
 
 __all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
 
@@ -202,18 +203,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
             save_checkpoint(ck, decoder, Z, cfg, {"stage": "adam", "adam_done": i + 1, "history": history,
                                                   "opt": opt.state_dict(), "sched": sched.state_dict()})
     if lbfgs_iters > 0:
-        lb = torch.optim.LBFGS(params + [Z], lr=1.0, max_iter=lbfgs_iters, history_size=50, tolerance_grad=1e-14,
-                               tolerance_change=1e-16, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            lb.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
         with tqdm(total=lbfgs_iters, desc="pretrain (L-BFGS)", disable=not progress) as lbar:
-            lb.step(closure)
-            lb_done = int(lb.state[lb._params[0]].get("n_iter", 0))
+            lb_done = run_lbfgs(params + [Z], loss_fn, lbfgs_iters, tolerance_grad=1e-14, tolerance_change=1e-16)
             lbar.update(lb_done)
         with torch.no_grad():
             history.append(float(loss_fn()))
