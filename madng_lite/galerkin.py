@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import points as pts
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic, jacobian_generic
-from .solve import NonFiniteError, check_finite, lstsq_solve
+from .solve import DivergenceError, NonFiniteError, check_finite, lstsq_solve
 from .sparse import draw_indices
 
 INTEGRATORS = ("euler", "rk4", "rk45")
@@ -72,12 +72,18 @@ class NeuralGalerkin:
     solver, ridge, rcond : least-squares choice (see :func:`madng_lite.solve.lstsq_solve`).
     path : ``"fast"`` (layer-wise derivatives; fixed activations) or ``"generic"`` (torch.func).
     seed : seed of every draw (indices, points).
+    blowup : raise :class:`~madng_lite.solve.DivergenceError` as soon as ``max |u|`` at the sample
+        points exceeds ``blowup`` times its value at the start of :meth:`evolve` (``None``: no guard).
+        A diverging run (e.g. dense KdV at too small a ridge) reached ``|u| ~ 3e7`` long before
+        any NaN. Allen-Cahn grows small data towards +-1 (a factor 1/max|u0|): keep ``blowup`` above it.
     """
 
     def __init__(self, decoder: Decoder, pde, z: Tensor | None = None, n_points: int = 1000,
                  resample: bool = False, sparse: int | None = None, sampler: str = "uniform",
                  solver: str = "ridge", ridge: float = 1e-8, rcond: float = 1e-6, path: str = "fast",
-                 seed: int = 0) -> None:
+                 seed: int = 0, blowup: float | None = 1e4) -> None:
+        if blowup is not None and not blowup > 1:
+            raise ValueError(f"blowup must be > 1 (or None), got {blowup}")
         if decoder.dim != pde.dim:
             raise ValueError(f"decoder is {decoder.dim}-D but the PDE {pde.name!r} is {pde.dim}-D")
         if path not in ("fast", "generic"):
@@ -92,6 +98,7 @@ class NeuralGalerkin:
         self.gen = torch.Generator().manual_seed(int(seed))
         self.x = pts.grid(decoder.box, n_points, self.dtype, self.device)
         self.timings = {"derivatives": 0.0, "jacobian": 0.0, "solve": 0.0}
+        self.blowup, self._u_limit = blowup, math.inf
 
     @property
     def p(self) -> int:
@@ -109,6 +116,11 @@ class NeuralGalerkin:
         d, state = self.engine.forward(theta, self.x, self.z, self.pde.requires, need_jac=True)
         f = self.pde.rhs(self.x, d)
         check_finite("the PDE right-hand side f", f, t)
+        if "u" in d and math.isfinite(self._u_limit):
+            umax = float(d["u"].abs().max())
+            if umax > self._u_limit:
+                raise DivergenceError(f"the solution blew up at t = {t:.6g}: max |u| = {umax:.3g} is more than "
+                                      f"{self.blowup:g} times its initial value (raise the ridge or lower dt)")
         self.timings["derivatives"] += self._tick() - t0
         return f, state
 
@@ -201,6 +213,12 @@ class NeuralGalerkin:
             raise ValueError(f"need finite T > 0 and dt > 0, got T={T}, dt={dt}")
         theta = theta0.detach().to(self.dtype).clone()
         check_finite("the initial theta", theta)
+        self._u_limit = math.inf
+        if self.blowup is not None:
+            with torch.no_grad():
+                u0 = self.engine.forward(theta, self.x, self.z, ("u",))[0]["u"]
+            u0max = float(u0.abs().max())
+            self._u_limit = self.blowup * u0max if u0max > 0 else math.inf
         n_steps = int(round(T / dt))
         if integrator != "rk45" and abs(n_steps * dt - T) > 1e-9 * T:
             raise ValueError(f"T = {T} is not a multiple of dt = {dt}")

@@ -19,6 +19,7 @@ over ``z`` and a *copy* of the decoder's weights (MAD-LM), from the nearest trai
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -177,6 +178,13 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     t0 = time.perf_counter()
     if ck is not None and ck.exists():
         saved = read_checkpoint(ck)
+        if _plain(saved.get("config")) != _plain(cfg):
+            from .io import CheckpointError
+
+            old, new = _plain(saved.get("config") or {}), _plain(cfg)
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise CheckpointError(f"checkpoint {str(ck)!r} was written for another configuration (differs in "
+                                  f"{diff}); delete it or use another file")
         extra = saved.get("extra") or {}
         decoder.load_state_dict(saved["state_dict"])
         with torch.no_grad():
@@ -228,6 +236,11 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     return Z, report
 
 
+def _plain(obj):
+    """A JSON round trip (tuples -> lists), so that saved and current configurations compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
 def nearest_latent(U0_train: Tensor, Z: Tensor, u0_new: Tensor) -> tuple[Tensor, int]:
     """The latent of the training sample closest to ``u0_new`` in L2 on the grid, and its index."""
     if U0_train.ndim != 2 or Z.ndim != 2 or U0_train.shape[0] != Z.shape[0]:
@@ -251,16 +264,20 @@ class FinetuneResult:
     mse: float
     converged: bool
     history: list[float] = field(default_factory=list)
+    first_below: dict[str, int | None] = field(default_factory=dict)  # threshold -> first iteration below it
 
 
 def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
              lr: float = 1e-2, max_iters: int = 2000, tol: float = 1e-5, lam: float = 0.01, seed: int = 0,
-             data_scale: float = 1.0, progress: bool = False) -> FinetuneResult:
+             data_scale: float = 1.0, progress: bool = False,
+             thresholds: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)) -> FinetuneResult:
     """Fit a new sample ``u0_new`` (n,) by Adam: MAD-L (``z`` only) or MAD-LM (``z`` and theta).
 
     ``z0=None`` starts from a random latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep
     copy of ``decoder``; the pretrained one is never modified. Stops as soon as the reconstruction
-    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken). The loss is
+    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken);
+    ``first_below`` records the first iteration at which the MSE fell below each of ``thresholds``
+    (to compare starts at a common tolerance). The loss is
     ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
     """
     if mode not in ("L", "LM"):
@@ -286,12 +303,16 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
     t0 = time.perf_counter()
     history: list[float] = []
     it, mse, converged = 0, float("inf"), False
+    first_below: dict[str, int | None] = {}
     bar = tqdm(total=max_iters, desc=f"fine-tune (MAD-{mode})", disable=not progress)
     while True:
         theta = torch.cat([p.reshape(-1) for p in params]) if mode == "LM" else theta_fixed
         u = _predict(dec, fast, theta, x, z[None], ("u",))["u"][0]
         err2 = (u - u0) ** 2
         mse = float(err2.detach().mean())
+        for thr in thresholds:
+            if mse < thr:
+                first_below.setdefault(f"{thr:g}", it)
         if it % 50 == 0:
             history.append(mse)
         if mse < tol:
@@ -307,4 +328,5 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
     bar.close()
     for p in params:
         p.grad = None
-    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, mse, converged, history)
+    first_below = {f"{thr:g}": first_below.get(f"{thr:g}") for thr in thresholds}
+    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, mse, converged, history, first_below)

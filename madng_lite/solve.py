@@ -24,6 +24,10 @@ class NonFiniteError(FloatingPointError):
     """A non-finite value appeared in a quantity of the time integration."""
 
 
+class DivergenceError(NonFiniteError):
+    """The solution grew far beyond its initial size: a blow-up that has not (yet) produced NaN."""
+
+
 def check_finite(name: str, value: Tensor, t: float | None = None) -> None:
     """Raise :class:`NonFiniteError` naming ``name`` (and the time ``t``) if ``value`` has NaN/Inf."""
     # one reduction instead of an elementwise test: a NaN or Inf anywhere makes the sum non-finite

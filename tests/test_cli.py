@@ -44,6 +44,10 @@ def test_bad_arguments_give_one_line_errors(capsys, tmp_path):
         assert len(err) == 1 and msg in err[0]
     assert main(["run", "kdv", "--quick", "--ridge", "-1", "--out", str(tmp_path)]) == 2
     assert "ridge must be > 0" in capsys.readouterr().err
+    assert main(["run", "kdv", "--quick", "--set", "warp=9", "--out", str(tmp_path)]) == 2
+    assert "unknown configuration field 'warp'" in capsys.readouterr().err
+    assert main(["run", "kdv", "--quick", "--set", "n_train", "--out", str(tmp_path)]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing.json")]) == 2
     assert "not a madng-lite results.json" in capsys.readouterr().err
     assert main([]) == 0 and "run" in capsys.readouterr().out
@@ -54,7 +58,9 @@ def test_quick_configs_only_shrink_sizes(monkeypatch):
         q, f = QUICK[name], FULL[name]
         assert (q.ft_mode, q.lam, q.n_freq, q.sobolev) == (f.ft_mode, f.lam, f.n_freq, f.sobolev)
         assert q.n_train <= f.n_train and q.T <= f.T and q.adam_iters <= f.adam_iters
-    assert FULL["kdv"].sparse is None and all(FULL[n].sparse == 1500 for n in ("burgers", "ac1d", "ac2d"))
+    assert FULL["kdv"].sparse is None and FULL["ac2d"].sparse == 1500
+    assert all(FULL[n].sparse == 400 for n in ("burgers", "ac1d")) and FULL["kdv"].n_train == 50
+    assert all(FULL[n].n_test >= 10 for n in FULL)
     assert (FULL["ac2d"].n_train, FULL["ac2d"].width, FULL["ac2d"].depth, FULL["ac2d"].latent_dim) == (180, 30, 8, 60)
     monkeypatch.setenv("MADNG_QUICK", "1")
     assert bench_config("kdv") is QUICK["kdv"]
@@ -69,7 +75,7 @@ def _check_run(out: Path, name: str, capsys) -> dict:
     cfg = QUICK[name]
     assert r["benchmark"] == name and r["quick"] is True and r["config"]["n_eval"] == cfg.n_eval
     assert r["t_eval"][0] == 0 and r["t_eval"][-1] == pytest.approx(cfg.T)
-    assert len(r["mse"]) == len(r["rel_l2"]) == cfg.n_eval and len(r["samples"]) == cfg.n_test
+    assert len(r["mse"]) == len(r["rel_l2"]) == cfg.n_eval and len(r["samples"]) == r["config"]["n_test"]
     assert all(v is not None and math.isfinite(v) for v in r["mse"] + r["rel_l2"])
     assert r["environment"]["madng_lite"] == __version__ and "torch" in r["environment"]
     assert set(r["timings"]) >= {"data", "truth", "pretrain", "finetune", "evolve", "figure", "total"}
@@ -85,13 +91,34 @@ def _check_run(out: Path, name: str, capsys) -> dict:
 
 def test_quick_run_burgers_end_to_end(tmp_path, capsys):
     out = tmp_path / "burgers"
-    assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1"]) == 0
+    assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1", "--baselines", "--stochastic",
+                 "--set", "n_test=3", "--set", "ft_iters=250"]) == 0
     assert "MSE(T=0.1)" in capsys.readouterr().out
     r = _check_run(out, "burgers", capsys)
     assert r["seed"] == 1 and r["config"]["sparse"] == 400 and r["config"]["ridge"] == 1e-10
-    # measured (seed 0, MAD-L): MSE(T) 2.5e-3, dominated by the fine-tuned initial fit; NG adds little
+    assert r["config"]["ft_iters"] == 250 and len(r["samples"]) == 3 and r["n_diverged"] == 0
+    # the error of MAD-NG is dominated by the fine-tuned initial fit; NG adds little
     assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
-    assert r["timings"]["total"] < 60
+    assert min(r["mse_median"]) >= 0 and r["mse_final_median"] <= r["mse_final_p90"]
+    nus = [s["params"]["nu"] for s in r["samples"]]
+    assert len(set(nus)) == 3 and all(0.005 <= v <= 0.02 for v in nus)  # stochastic viscosity
+    ens = r["ensemble"]
+    assert ens["n"] == 3 and len(ens["mean_rel_l2"]) == len(r["t_eval"]) and max(ens["mean_rel_l2"]) < 1
+    for s in r["samples"]:  # the nearest latent and a random one, both recorded
+        assert s["random_start"]["iters"] >= 1 and set(s["finetune_first_below"]) == {"0.001", "0.0001", "1e-05",
+                                                                                        "1e-06", "1e-07"}
+    b = r["baselines"]
+    assert b["n"] == 1 and len(b["ng"]["samples"]) == len(b["mad_pinn"]["samples"]) == 1
+    assert all(math.isfinite(v) for v in b["ng"]["samples"][0]["mse"] + b["mad_pinn"]["samples"][0]["mse"])
+    assert r["timings"]["total"] < 60 and {"baseline_ng", "baseline_mad_pinn"} <= set(r["timings"])
+    # a second run reuses the pretrained decoder (same configuration) ...
+    assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1", "--stochastic",
+                 "--set", "n_test=1", "--set", "ft_iters=50"]) == 0
+    r2 = _strict_json(out / "results.json")
+    assert r2["pretrain"]["mean_rel"] == r["pretrain"]["mean_rel"] and r2["timings"]["pretrain"] < 2
+    # ... and refuses one written for another configuration
+    assert main(["run", "burgers", "--quick", "--out", str(out), "--set", "width=12"]) == 2
+    assert "another configuration" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -200,3 +200,23 @@ def test_clear_errors():
     ng = NeuralGalerkin(dec, NanPDE(), z=z, n_points=50)
     with pytest.raises(NonFiniteError, match=r"right-hand side f at t = 0"):
         ng.evolve(dec.flat_theta(), T=0.1, dt=0.1, progress=False)
+
+
+def test_blowup_guard_stops_growth_without_nan():
+    # Allen-Cahn drives u from 1e-3 towards +-1: a legitimate 1000-fold growth, used here to check that
+    # the guard fires (blowup=10) with a clear error, and stays silent with the default (1e4)
+    from madng_lite.solve import DivergenceError
+
+    dec = Decoder(BOX, width=12, depth=2, seed=0)
+    with torch.no_grad():
+        dec.layers[-1].weight.mul_(1e-3 / float(FastMLP(dec).forward(dec.flat_theta(), points.grid(BOX, 200),
+                                                                    None)[0]["u"].abs().max()))
+        dec.layers[-1].bias.zero_()
+    pde = make_pde("allen_cahn", eps=1e-2, r=5.0)
+    ng = NeuralGalerkin(dec, pde, n_points=200, blowup=10.0)
+    with pytest.raises(DivergenceError, match="blew up at t"):
+        ng.evolve(dec.flat_theta(), T=2.0, dt=0.01, progress=False)
+    res = NeuralGalerkin(dec, pde, n_points=200).evolve(dec.flat_theta(), T=0.5, dt=0.01, progress=False)
+    assert torch.isfinite(res.thetas).all()
+    with pytest.raises(ValueError, match="blowup must be > 1"):
+        NeuralGalerkin(dec, pde, blowup=0.5)
