@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         res = run_benchmark(args.benchmark, quick=True if args.quick else None, sparse=args.sparse,
                             device=args.device, out=args.out, seed=args.seed, stochastic=args.stochastic,
                             ft_mode=args.finetune, ridge=args.ridge, progress=args.progress,
-                            baselines=args.baselines, n_test=args.n_test, overrides=_overrides(args.set))
+                            baselines=args.baselines, n_test=args.n_test, overrides=_overrides(args.set),
+                            command=" ".join(["python -m madng_lite", *(sys.argv[1:] if argv is None else argv)]))
     except ValueError as e:
         print(f"python -m madng_lite: error: {e}", file=sys.stderr)
         return 2

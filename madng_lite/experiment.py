@@ -211,12 +211,14 @@ def _predict_thetas(dec, thetas, x, z, n_eval: int) -> np.ndarray:
 def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1, device: str | None = None,
                   out: str | os.PathLike | None = None, seed: int = 0, stochastic: bool = False,
                   ft_mode: str | None = None, ridge: float | None = None, progress: bool = False,
-                  baselines: bool = False, n_test: int | None = None, overrides: dict | None = None) -> dict:
+                  baselines: bool = False, n_test: int | None = None, overrides: dict | None = None,
+                  command: str | None = None) -> dict:
     """Pretrain, fine-tune, evolve and score one benchmark; write ``results.json`` and ``figure.png``.
 
     ``sparse=-1`` keeps the benchmark's default ``s``; ``None`` or 0 means dense NG. ``n_test``
     overrides the number of held-out samples; ``overrides`` replaces any other field of the
     :class:`BenchConfig` (e.g. ``{"n_train": 60, "adam_iters": 300}``), recorded in the results.
+    ``command`` (the command line that made the run) is stored in the results as is.
     """
     from . import __version__, metrics
     from .data import make_family
@@ -319,7 +321,8 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     env["device"] = f"{dev.type} ({name_})"
     env["torch_threads"] = torch.get_num_threads()
     result = {
-        "benchmark": name, "quick": quick, "seed": seed, "stochastic": stochastic, "config": asdict(cfg),
+        "benchmark": name, "command": command, "quick": quick, "seed": seed, "stochastic": stochastic,
+        "config": asdict(cfg), "overrides": dict(overrides or {}),
         "n_params": dec.n_params, "environment": env,
         "machine": {"system": platform.system(), "arch": platform.machine(), "cpus": os.cpu_count()},
         "pretrain": prep.summary(), "t_eval": t_eval,
