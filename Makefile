@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 MADNG_QUICK ?= 1
 TEST_OUT := _build/test
 
-.PHONY: book test bench clean sync
+.PHONY: book test bench clean sync mathjax
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet "$(TORCH)" -e ".[dev]"
 	touch $(STAMP)
 
-book: $(STAMP)
+book: $(STAMP) mathjax
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) mathjax
 	rm -rf $(TEST_OUT)
 	MADNG_QUICK=$(MADNG_QUICK) $(VENV)/bin/jupyter-book build . --path-output $(TEST_OUT) -W -n --keep-going
 	MADNG_QUICK=$(MADNG_QUICK) MADNG_BOOK_HTML=$(TEST_OUT)/_build/html $(PY) -m pytest tests book --nbval-lax -p no:cacheprovider
+
+# MathJax 3 served by the book itself (_mathjax/mathjax-local.js loads it), so math renders offline;
+# fetched once from the npm registry (2 MB of its 24 MB kept). Without npm the pages use the CDN.
+MATHJAX ?= mathjax@3.2.2
+MJX     := _mathjax/mathjax3
+mathjax:
+	@test -f $(MJX)/tex-mml-chtml.js || { \
+	  tmp=$$(mktemp -d); \
+	  if command -v npm >/dev/null && (cd $$tmp && npm pack --silent $(MATHJAX) >/dev/null && tar xzf mathjax-*.tgz); then \
+	    mkdir -p $(MJX)/input/tex $(MJX)/output/chtml/fonts && \
+	    cp -r $$tmp/package/es5/input/tex/extensions $(MJX)/input/tex/ && \
+	    cp -r $$tmp/package/es5/output/chtml/fonts/woff-v2 $(MJX)/output/chtml/fonts/ && \
+	    cp $$tmp/package/es5/tex-mml-chtml.js $(MJX)/ && \
+	    echo "MathJax ($(MATHJAX)) in $(MJX)/"; \
+	  else echo "warning: could not fetch $(MATHJAX) with npm; the pages will load MathJax from the CDN"; fi; \
+	  rm -rf $$tmp; }
 
 bench: $(STAMP)
 	$(PY) benchmarks/ng_bench.py
