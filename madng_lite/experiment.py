@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .config import environment, quick_mode, resolve_device, set_seed
 
@@ -66,6 +67,12 @@ class BenchConfig:
     pinn_ft_iters: int = 1000                         # MAD-PINN fine-tuning of z (Adam)
     pinn_colloc: int = 256                            # collocation points per sample and iteration
     pinn_w_res: float = 0.1                           # weight of the residual against the initial condition
+    # pretraining, nearest latent and fine-tuning see every fit_stride-th grid point per dimension (errors are
+    # always measured on the whole grid): the AC2D initial data hold Fourier modes |k| <= 1 only
+    fit_stride: int = 1
+    # the first dense_compare test samples are also evolved with dense NG (same fine-tuned start, same run):
+    # the MSE and the time per step of sparse against dense on the same samples
+    dense_compare: int = 0
 
 
 # Our choices where METHOD.md leaves them open (measured on one CPU thread, float64):
@@ -82,6 +89,10 @@ class BenchConfig:
 #   a step costs 340 ms (Burgers) and 290 ms (AC1D, p = 1951: hardly cheaper than dense) on one thread, i.e.
 #   6 to 10 min per test sample; AC2D keeps s = 1500 (p = 8491: 1.0 s vs 11 s dense per step).
 #   (benchmarks/mad_step_bench.py)
+# * AC2D: pretraining and fine-tuning on the 25 x 25 sub-grid (fit_stride 2; the initial data hold Fourier modes
+#   |k| <= 1 only, so 625 points determine them; errors are measured on the 50 x 50 grid): 180 samples x 2500
+#   points cost 3.8 s per Adam step on one thread, 180 x 625 about 4 times less. dt = 5e-3 (400 RK4 steps to
+#   T = 2): a dense step costs 7.1 s, so one dense comparison (dense_compare = 1) takes 48 min at dt = 5e-3.
 # * n_train 64 for the other 1D families (the paper's counts are not known), 180 for AC2D as in the paper.
 # Quick mode keeps every choice and shrinks only sizes: samples, grid, network, iterations, T.
 FULL: dict[str, BenchConfig] = {
@@ -92,7 +103,7 @@ FULL: dict[str, BenchConfig] = {
     "ac1d": BenchConfig("ac1d", 64, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 4000, 1e-3, 1e-7,
                         2.0, 1e-3, 1000, 400, 11),
     "ac2d": BenchConfig("ac2d", 180, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 4000, 1e-3, 1e-7,
-                        2.0, 2e-3, 50, 1500, 11),
+                        2.0, 5e-3, 50, 1500, 11, fit_stride=2, dense_compare=1),
 }
 
 QUICK: dict[str, BenchConfig] = {
@@ -263,51 +274,73 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     timings["truth"] = time.perf_counter() - t0
 
     x = fam.x.to(dev)
+    fit = _fit_index(fam, cfg.fit_stride).to(dev)   # the points pretraining and fine-tuning see
+    xf = x[fit]
     dec = Decoder(fam.box, latent_dim=cfg.latent_dim, width=cfg.width, depth=cfg.depth, n_freq=cfg.n_freq,
                   seed=seed).to(dev)
     sob: dict | bool = False
     if cfg.sobolev and fam.dim == 1:
-        sob = {k: v.to(dev) for k, v in train.derivative_targets(cfg.sobolev).items()}
+        sob = {k: v.to(dev)[:, fit] for k, v in train.derivative_targets(cfg.sobolev).items()}
     pre_cfg = {"benchmark": name, "stochastic": stochastic, "package": __version__,
                **{k: v for k, v in asdict(cfg).items() if k in ("n_train", "n_grid", "width", "depth", "latent_dim",
                                                                 "n_freq", "sobolev", "T")}}
-    Z, prep = pretrain(dec, x, train.U0.to(dev), lam=cfg.lam, adam_iters=cfg.adam_iters, lbfgs_iters=cfg.lbfgs_iters,
+    if cfg.fit_stride != 1:  # (absent when 1: checkpoints written before this field existed still resume)
+        pre_cfg["fit_stride"] = cfg.fit_stride
+    U0_train = train.U0.to(dev)[:, fit]
+    Z, prep = pretrain(dec, xf, U0_train, lam=cfg.lam, adam_iters=cfg.adam_iters, lbfgs_iters=cfg.lbfgs_iters,
                        lr=cfg.lr, seed=seed, progress=progress, sobolev=sob, normalize=True,
                        checkpoint=outdir / "pretrained.pt", config=pre_cfg)
     timings["pretrain"] = prep.seconds
-    U0_train = train.U0.to(dev)
 
-    samples, preds = [], np.full_like(truths, np.inf)
-    timings["finetune"] = timings["finetune_random"] = timings["evolve"] = 0.0
-    for i in range(cfg.n_test):
+    # test samples done by an interrupted run of the same configuration are read back, not redone
+    partial = outdir / "samples.partial.json"
+    run_key = _clean({"config": asdict(cfg), "seed": seed, "stochastic": stochastic, "package": __version__})
+    samples, preds = _read_partial(partial, run_key, truths.shape)
+    for k in ("finetune", "finetune_random", "evolve"):
+        timings[k] = float(sum(s_["timings"][k] for s_ in samples))
+    bar = tqdm(range(cfg.n_test), desc=f"{name}: test samples", disable=not progress, initial=len(samples))
+    for i in range(len(samples), cfg.n_test):
         u0 = test.U0[i].to(dev)
-        z0, j = nearest_latent(U0_train, Z, u0)
+        z0, j = nearest_latent(U0_train, Z, u0[fit])
         fts = {}
         for start, zs in (("nearest", z0), ("random", None)):
-            fts[start] = finetune(dec, x, u0, zs, mode=cfg.ft_mode, lr=cfg.ft_lr, max_iters=cfg.ft_iters,
+            fts[start] = finetune(dec, xf, u0[fit], zs, mode=cfg.ft_mode, lr=cfg.ft_lr, max_iters=cfg.ft_iters,
                                   tol=cfg.ft_tol, lam=cfg.lam, seed=seed + 7919 * (i + 1),
                                   data_scale=prep.data_scale, progress=progress)
         ft = fts["nearest"]
-        timings["finetune"] += ft.seconds
-        timings["finetune_random"] += fts["random"].seconds
         ng = _ng_for(ft.decoder, test.pdes[i], ft.z, cfg, seed + i)
         thetas, secs, t_fail, steps = _evolve(ng, ft.decoder.flat_theta(), cfg, t_eval, progress)
-        timings["evolve"] += 0.0 if t_fail is not None else secs
         preds[i] = _predict_thetas(ft.decoder, thetas, x, ft.z, cfg.n_eval)
         with np.errstate(invalid="ignore", over="ignore"):
             mse_i, rel_i = metrics.mse(preds[i], truths[i], axis=1), metrics.rel_l2(preds[i], truths[i], axis=1)
-        samples.append({
+        sample = {
             "index": cfg.n_train + i, "nearest_train": j, "finetune_iters": ft.iters,
-            "finetune_mse": ft.mse, "finetune_converged": ft.converged, "finetune_seconds": ft.seconds,
-            "finetune_first_below": ft.first_below,
+            "finetune_mse": ft.mse, "finetune_best_iter": ft.best_iter, "finetune_converged": ft.converged,
+            "finetune_seconds": ft.seconds, "finetune_first_below": ft.first_below,
             "random_start": {"iters": fts["random"].iters, "mse": fts["random"].mse,
                              "converged": fts["random"].converged, "seconds": fts["random"].seconds,
                              "first_below": fts["random"].first_below},
             "ng_steps": steps, "ng_seconds": secs, "diverged_at": t_fail,
             "mse": mse_i, "rel_l2": rel_i, "params": test.params[i],
-        })
-    mse_all = np.array([s["mse"] for s in samples], dtype=float)
-    rel_all = np.array([s["rel_l2"] for s in samples], dtype=float)
+            "timings": {"finetune": ft.seconds, "finetune_random": fts["random"].seconds,
+                        "evolve": 0.0 if t_fail is not None else secs},
+        }
+        if i < cfg.dense_compare and cfg.sparse is not None:
+            ng_d = _ng_for(ft.decoder, test.pdes[i], ft.z, replace(cfg, sparse=None), seed + i)
+            th_d, secs_d, fail_d, steps_d = _evolve(ng_d, ft.decoder.flat_theta(), cfg, t_eval, progress)
+            pred_d = _predict_thetas(ft.decoder, th_d, x, ft.z, cfg.n_eval)
+            with np.errstate(invalid="ignore", over="ignore"):
+                sample["dense"] = {"mse": metrics.mse(pred_d, truths[i], axis=1), "ng_steps": steps_d,
+                                   "ng_seconds": secs_d, "diverged_at": fail_d}
+        samples.append(_clean(sample))
+        for k, v in sample["timings"].items():
+            timings[k] += v
+        _write_partial(partial, run_key, samples, preds)
+        bar.update(1)
+    bar.close()
+    # a diverged sample's errors are inf (None once written to JSON)
+    mse_all = np.array([[np.inf if v is None else v for v in s["mse"]] for s in samples], dtype=float)
+    rel_all = np.array([[np.inf if v is None else v for v in s["rel_l2"]] for s in samples], dtype=float)
     stats_mse, stats_rel = _stats(mse_all), _stats(rel_all)
     result_baselines = _run_baselines(cfg, fam, train, test, truths, t_eval, x, dev, seed, progress, timings) \
         if baselines else None
@@ -320,6 +353,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     name_ = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     env["device"] = f"{dev.type} ({name_})"
     env["torch_threads"] = torch.get_num_threads()
+    env["git_commit"] = _git_commit()
     result = {
         "benchmark": name, "command": command, "quick": quick, "seed": seed, "stochastic": stochastic,
         "config": asdict(cfg), "overrides": dict(overrides or {}),
@@ -333,13 +367,85 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
         "mse_final_median": float(stats_mse["median"][-1]), "mse_final_p90": float(stats_mse["p90"][-1]),
         "n_diverged": sum(s["diverged_at"] is not None for s in samples),
         "ensemble": _ensemble(preds, truths), "samples": samples, "baselines": result_baselines,
+        "dense_compare": _dense_summary(samples),
         "timings": timings, "figure": str(fig_path),
     }
     result = _clean(result)
     tmp = outdir / "results.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, allow_nan=False))
     os.replace(tmp, outdir / "results.json")
+    partial.unlink(missing_ok=True)
     return result
+
+
+def _git_commit() -> str | None:
+    """The commit of the repository the package runs from (``+dirty`` with uncommitted changes), if any."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _fit_index(fam, stride: int) -> torch.Tensor:
+    """Indices of the grid points on every ``stride``-th grid line per dimension ('ij' order)."""
+    if not isinstance(stride, int) or stride < 1 or fam.n_grid % stride:
+        raise ValueError(f"fit_stride must be a positive divisor of n_grid = {fam.n_grid}, got {stride!r}")
+    keep = torch.arange(fam.n_grid) % stride == 0
+    mesh = torch.meshgrid(*([keep] * fam.dim), indexing="ij")
+    return torch.stack(mesh).all(dim=0).reshape(-1).nonzero()[:, 0]
+
+
+def _read_partial(path: Path, key: dict, shape: tuple) -> tuple[list[dict], np.ndarray]:
+    """Samples finished by an earlier, interrupted run of the same configuration (none if no file)."""
+    preds = np.full(shape, np.inf)
+    if not path.exists():
+        return [], preds
+    try:
+        saved = json.loads(path.read_text())
+        same = saved["key"] == key
+        samples = saved["samples"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable partial results ({type(e).__name__}: {e}); delete it to start over") \
+            from None
+    if not same:
+        raise ValueError(f"{path} was written by a run of another configuration; delete it or use another --out")
+    for i, p in enumerate(saved["preds"]):
+        preds[i] = np.array([[np.inf if v is None else v for v in row] for row in p], dtype=float)
+    return samples, preds
+
+
+def _write_partial(path: Path, key: dict, samples: list[dict], preds: np.ndarray) -> None:
+    """Atomically record the finished test samples (resumed by :func:`_read_partial`)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "samples": samples, "preds": _clean(preds[:len(samples)])},
+                              allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _dense_summary(samples: list[dict]) -> dict | None:
+    """Sparse against dense NG on the samples evolved both ways: MSE at T and time per step."""
+    both = [s for s in samples if "dense" in s]
+    if not both:
+        return None
+    def per_step(secs, steps):
+        return None if secs is None or not steps or steps < 0 else 1e3 * secs / steps
+    rows = [{"index": s["index"], "mse_final_sparse": s["mse"][-1], "mse_final_dense": s["dense"]["mse"][-1],
+             "ms_per_step_sparse": per_step(s["ng_seconds"], s["ng_steps"]),
+             "ms_per_step_dense": per_step(s["dense"]["ng_seconds"], s["dense"]["ng_steps"])} for s in both]
+    ok = [r for r in rows if None not in r.values()]
+    out = {"n": len(rows), "samples": rows}
+    if ok:
+        out["mse_ratio_sparse_over_dense"] = float(np.median([r["mse_final_sparse"] / r["mse_final_dense"] for r in ok]))
+        out["speedup_per_step"] = float(np.median([r["ms_per_step_dense"] / r["ms_per_step_sparse"] for r in ok]))
+    return out
 
 
 def _ng_for(decoder, pde, z, cfg: BenchConfig, seed: int):
@@ -400,11 +506,12 @@ def _run_baselines(cfg, fam, train, test, truths, t_eval, x, dev, seed, progress
 
 
 def _figure(fam, t_eval, truth, pred, mses, path: Path, name: str, baselines: dict | None = None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # the object-oriented API alone: no pyplot state, no backend switch (a notebook calling this
+    # keeps its inline figures)
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(1, 3 if fam.dim == 2 else 2, figsize=(12 if fam.dim == 2 else 10, 3.6))
+    fig = Figure(figsize=(12 if fam.dim == 2 else 10, 3.6))
+    ax = fig.subplots(1, 3 if fam.dim == 2 else 2)
     if fam.dim == 1:
         xs = fam.x[:, 0].numpy()
         for k, c in zip((0, len(t_eval) // 2, len(t_eval) - 1), ("C0", "C1", "C2")):
@@ -432,6 +539,5 @@ def _figure(fam, t_eval, truth, pred, mses, path: Path, name: str, baselines: di
     ax[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 

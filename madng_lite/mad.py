@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic
 from .fit import run_lbfgs
+from .solve import NonFiniteError
 
 __all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
 
@@ -265,6 +267,7 @@ class FinetuneResult:
     converged: bool
     history: list[float] = field(default_factory=list)
     first_below: dict[str, int | None] = field(default_factory=dict)  # threshold -> first iteration below it
+    best_iter: int = 0  # the iteration whose (z, theta) is returned: the lowest MSE seen
 
 
 def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
@@ -277,7 +280,9 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
     copy of ``decoder``; the pretrained one is never modified. Stops as soon as the reconstruction
     MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken);
     ``first_below`` records the first iteration at which the MSE fell below each of ``thresholds``
-    (to compare starts at a common tolerance). The loss is
+    (to compare starts at a common tolerance). Adam is not monotone: a run can get below ``1e-6``
+    and climb back to ``1e-3`` later, so the lowest-MSE iterate seen is what is returned (``mse``
+    is its MSE, ``best_iter`` its iteration). The loss is
     ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
     """
     if mode not in ("L", "LM"):
@@ -303,6 +308,7 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
     t0 = time.perf_counter()
     history: list[float] = []
     it, mse, converged = 0, float("inf"), False
+    best_mse, best_iter, best = float("inf"), 0, None
     first_below: dict[str, int | None] = {}
     bar = tqdm(total=max_iters, desc=f"fine-tune (MAD-{mode})", disable=not progress)
     while True:
@@ -315,6 +321,11 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
                 first_below.setdefault(f"{thr:g}", it)
         if it % 50 == 0:
             history.append(mse)
+        if not math.isfinite(mse):
+            break  # the best iterate seen so far is returned below
+        if mse < best_mse:
+            best_mse, best_iter = mse, it
+            best = [z.detach().clone()] + [p.detach().clone() for p in params]
         if mse < tol:
             converged = True
             break
@@ -326,7 +337,14 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
         it += 1
         bar.update(1)
     bar.close()
+    if best is None:
+        raise NonFiniteError(f"fine-tuning: the reconstruction MSE is {mse} at the start (z0 or the decoder is not finite)")
+    with torch.no_grad():
+        z.copy_(best[0])
+        for p, b in zip(params, best[1:]):
+            p.copy_(b)
     for p in params:
         p.grad = None
     first_below = {f"{thr:g}": first_below.get(f"{thr:g}") for thr in thresholds}
-    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, mse, converged, history, first_below)
+    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, best_mse, converged, history, first_below,
+                          best_iter)

@@ -131,3 +131,38 @@ def test_quick_run_other_benchmarks(tmp_path, capsys, name, extra):
     assert r["config"]["sparse"] is None
     assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
     assert r["timings"]["total"] < 60
+
+
+def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    """AC2D (quick): the fit sub-grid, the dense comparison, and resuming the test samples after a crash."""
+    from madng_lite import experiment
+
+    whole = experiment.run_benchmark("ac2d", quick=True, out=tmp_path / "whole", n_test=2)
+    assert QUICK["ac2d"].fit_stride == 2 and QUICK["ac2d"].dense_compare == 1
+    dc = whole["dense_compare"]
+    assert dc["n"] == 1 and dc["samples"][0]["index"] == QUICK["ac2d"].n_train
+    assert dc["speedup_per_step"] > 0 and dc["mse_ratio_sparse_over_dense"] > 0
+    assert "dense" in whole["samples"][0] and "dense" not in whole["samples"][1]
+
+    real, calls = experiment._evolve, []
+
+    def crash_on_second_sample(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # sample 1 sparse, sample 1 dense, then sample 2: the machine "dies"
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "resumed"
+    monkeypatch.setattr(experiment, "_evolve", crash_on_second_sample)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_benchmark("ac2d", quick=True, out=out, n_test=2)
+    saved = json.loads((out / "samples.partial.json").read_text())
+    assert len(saved["samples"]) == 1 and not (out / "results.json").exists()
+    monkeypatch.setattr(experiment, "_evolve", real)
+    with pytest.raises(ValueError, match="another configuration"):  # never mixes runs
+        experiment.run_benchmark("ac2d", quick=True, out=out, n_test=2, ridge=1e-6)
+    resumed = experiment.run_benchmark("ac2d", quick=True, out=out, n_test=2)
+    assert not (out / "samples.partial.json").exists()
+    assert [s["mse"] for s in resumed["samples"]] == [s["mse"] for s in whole["samples"]]
+    assert resumed["mse_final_median"] == whole["mse_final_median"]
+    assert resumed["samples"][0]["timings"] == saved["samples"][0]["timings"]  # read back, not redone

@@ -143,3 +143,19 @@ def test_normalised_pretraining_fits_small_amplitude_data():
             assert rep.data_scale == pytest.approx(float((fam.U0**2).mean()))
     # measured: 0.24 plain, 0.047 normalised
     assert rel[True] < 0.1 and rel[True] < 0.4 * rel[False]
+
+
+def test_finetune_returns_the_best_iterate_not_the_last(kdv_model):
+    """Adam is not monotone (full-size AC1D: a run reached MSE 1e-6, then ended at 4e-4): the lowest-MSE
+    iterate is what comes back, and its reported MSE is the one recomputed from the returned (z, theta)."""
+    fam, train, test, dec, Z, _ = kdv_model
+    z0, _ = nearest_latent(train.U0, Z, test.U0[0])
+    for mode in ("L", "LM"):
+        res = finetune(dec, fam.x, test.U0[0], z0, mode, lr=0.3, max_iters=200, tol=1e-12)
+        u = reconstruct(res.decoder, fam.x, res.z[None])[0]
+        assert abs(float(((u - test.U0[0]) ** 2).mean()) - res.mse) <= 1e-12 * res.mse
+        assert res.mse <= min(res.history) and 0 <= res.best_iter <= res.iters
+        if mode == "L":  # measured: best at iteration 49 (1.5325e-3), last (200) 1.5357e-3
+            assert res.best_iter < res.iters and res.history[-1] > res.mse
+        last = finetune(dec, fam.x, test.U0[0], z0, mode, lr=0.3, max_iters=res.best_iter, tol=1e-12)
+        assert last.best_iter == res.best_iter and abs(last.mse - res.mse) <= 1e-12 * res.mse
