@@ -93,6 +93,8 @@ class BenchConfig:
 #   |k| <= 1 only, so 625 points determine them; errors are measured on the 50 x 50 grid): 180 samples x 2500
 #   points cost 3.8 s per Adam step on one thread, 180 x 625 about 4 times less. dt = 5e-3 (400 RK4 steps to
 #   T = 2): a dense step costs 7.1 s, so one dense comparison (dense_compare = 1) takes 48 min at dt = 5e-3.
+#   Fine-tuning to MSE 1e-9: the AC2D data have rms ~0.03, so 1e-7 would leave a 1 % relative error, which the
+#   growth phase (u_t ~ 2 u) carries to t = 2 unchanged in relative terms, i.e. MSE ~1e-4 once |u| ~ 1.
 # * n_train 64 for the other 1D families (the paper's counts are not known), 180 for AC2D as in the paper.
 # Quick mode keeps every choice and shrinks only sizes: samples, grid, network, iterations, T.
 FULL: dict[str, BenchConfig] = {
@@ -102,7 +104,7 @@ FULL: dict[str, BenchConfig] = {
                            1e-7, 1.0, 1e-3, 1000, 400, 11),
     "ac1d": BenchConfig("ac1d", 64, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 4000, 1e-3, 1e-7,
                         2.0, 1e-3, 1000, 400, 11),
-    "ac2d": BenchConfig("ac2d", 180, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 4000, 1e-3, 1e-7,
+    "ac2d": BenchConfig("ac2d", 180, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 4000, 1e-3, 1e-9,
                         2.0, 5e-3, 50, 1500, 11, fit_stride=2, dense_compare=1),
 }
 

@@ -47,7 +47,8 @@ def page_path(f: str) -> Path:
 def chromium(*args: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="madng-chromium-") as profile:
         cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-extensions", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+               "--disable-extensions", "--disable-dev-shm-usage", "--disable-quic", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
                # let the page's scripts (MathJax) finish before the DOM / picture is taken
                "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)

@@ -166,3 +166,22 @@ def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monk
     assert [s["mse"] for s in resumed["samples"]] == [s["mse"] for s in whole["samples"]]
     assert resumed["mse_final_median"] == whole["mse_final_median"]
     assert resumed["samples"][0]["timings"] == saved["samples"][0]["timings"]  # read back, not redone
+
+
+def test_result_figure_leaves_pyplot_alone(tmp_path, monkeypatch):
+    """The figure of a run is drawn without pyplot: a notebook that calls run_benchmark keeps its inline backend
+    (a ``matplotlib.use("Agg")`` here once emptied every later figure of the baselines chapter)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from madng_lite import experiment
+    from madng_lite.data import make_family
+
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("the figure writer switched the backend"))
+    fam = make_family("burgers", 1, seed=0, n_grid=16)
+    t = np.linspace(0, 1, 3)
+    truth = np.zeros((3, 16))
+    before = plt.get_fignums()
+    experiment._figure(fam, t, truth, truth + 1e-3, [np.full(3, 1e-6)], tmp_path / "f.png", "burgers")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and plt.get_fignums() == before
