@@ -127,12 +127,13 @@ def run_lbfgs(params: list[Tensor], loss_fn: Callable[[], Tensor], max_iter: int
 
 @torch.no_grad()
 def levenberg_marquardt(dec: Decoder, x: Tensor, u_target: Tensor, z: Tensor | None = None, iters: int = 100,
-                        mu: float = 1e-3, progress: bool = True) -> float:
+                        mu: float = 1e-3, progress: bool = True, tol: float | None = None) -> float:
     """Minimise ``||u(x; z, theta) - u_target||^2`` over theta by Levenberg-Marquardt, in place.
 
     Each step solves ``(J^T J + lam I) d = J^T r`` with ``lam = mu * mean diag(J^T J)`` (primal or
     dual form, :func:`madng_lite.solve.lstsq_solve`); ``mu`` shrinks after a step that lowers the
-    loss and grows after one that does not. Returns the final relative L2 error.
+    loss and grows after one that does not. Stops early once the mean squared error is below
+    ``tol`` (if given). Returns the final relative L2 error.
     """
     from .solve import lstsq_solve
 
@@ -145,7 +146,10 @@ def levenberg_marquardt(dec: Decoder, x: Tensor, u_target: Tensor, z: Tensor | N
 
     r, st = residual(theta)
     loss = float(r @ r)
+    n = u_target.shape[0]
     for _ in tqdm(range(iters), desc="fit (LM)", disable=not progress):
+        if tol is not None and loss / n < tol:
+            break
         try:
             step = lstsq_solve(fast.jac(st), r, "ridge", ridge=mu)
         except FloatingPointError:

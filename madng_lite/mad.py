@@ -267,13 +267,14 @@ class FinetuneResult:
     converged: bool
     history: list[float] = field(default_factory=list)
     first_below: dict[str, int | None] = field(default_factory=dict)  # threshold -> first iteration below it
-    best_iter: int = 0  # the iteration whose (z, theta) is returned: the lowest MSE seen
+    best_iter: int = 0  # the Adam iteration whose (z, theta) is returned: the lowest MSE seen
+    lm_iters: int = 0   # Levenberg-Marquardt steps allowed after Adam (0: none were run)
 
 
 def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
              lr: float = 1e-2, max_iters: int = 2000, tol: float = 1e-5, lam: float = 0.01, seed: int = 0,
              data_scale: float = 1.0, progress: bool = False,
-             thresholds: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)) -> FinetuneResult:
+             thresholds: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7), lm_iters: int = 0) -> FinetuneResult:
     """Fit a new sample ``u0_new`` (n,) by Adam: MAD-L (``z`` only) or MAD-LM (``z`` and theta).
 
     ``z0=None`` starts from a random latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep
@@ -284,9 +285,16 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
     and climb back to ``1e-3`` later, so the lowest-MSE iterate seen is what is returned (``mse``
     is its MSE, ``best_iter`` its iteration). The loss is
     ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
+
+    ``lm_iters > 0`` (MAD-LM only): if Adam stops above ``tol``, up to ``lm_iters`` Levenberg-Marquardt
+    steps on theta with ``z`` fixed (:func:`madng_lite.fit.levenberg_marquardt`) follow. A Gauss-Newton
+    method gets far below Adam's floor: on full-size AC2D, 50 steps took a fine-tuned MSE from 1.1e-7
+    to 2.3e-10 in 8 s (Chapter 9).
     """
     if mode not in ("L", "LM"):
         raise ValueError(f"unknown fine-tuning mode {mode!r}; known: 'L' (latent), 'LM' (latent and weights)")
+    if lm_iters < 0 or (lm_iters > 0 and mode != "LM"):
+        raise ValueError(f"lm_iters must be >= 0, and > 0 only with mode 'LM' (it moves theta); got {lm_iters}, {mode!r}")
     if max_iters < 0 or not tol > 0 or not data_scale > 0:
         raise ValueError(f"need max_iters >= 0, tol > 0 and data_scale > 0; got {max_iters}, {tol}, {data_scale}")
     _check_data(decoder, x, u0_new.reshape(1, -1))
@@ -345,6 +353,17 @@ def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = No
             p.copy_(b)
     for p in params:
         p.grad = None
+    lm_done = 0
+    if lm_iters > 0 and not converged:
+        from .fit import levenberg_marquardt
+
+        levenberg_marquardt(dec, x, u0, z.detach(), iters=lm_iters, progress=progress, tol=tol)
+        with torch.no_grad():
+            u = _predict(dec, fast, dec.flat_theta(), x, z.detach()[None], ("u",))["u"][0]
+        lm_mse = float(((u - u0) ** 2).mean())
+        if not lm_mse <= best_mse * (1 + 1e-9):  # LM only accepts steps that lower the loss
+            raise NonFiniteError(f"fine-tuning: Levenberg-Marquardt raised the MSE from {best_mse:.3e} to {lm_mse:.3e}")
+        best_mse, converged, lm_done = lm_mse, lm_mse < tol, lm_iters
     first_below = {f"{thr:g}": first_below.get(f"{thr:g}") for thr in thresholds}
     return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, best_mse, converged, history, first_below,
-                          best_iter)
+                          best_iter, lm_done)

@@ -159,3 +159,16 @@ def test_finetune_returns_the_best_iterate_not_the_last(kdv_model):
             assert res.best_iter < res.iters and res.history[-1] > res.mse
         last = finetune(dec, fam.x, test.U0[0], z0, mode, lr=0.3, max_iters=res.best_iter, tol=1e-12)
         assert last.best_iter == res.best_iter and abs(last.mse - res.mse) <= 1e-12 * res.mse
+
+
+def test_levenberg_marquardt_polish_of_mad_lm(kdv_model):
+    fam, train, test, dec, Z, _ = kdv_model
+    z0, _ = nearest_latent(train.U0, Z, test.U0[1])
+    adam = finetune(dec, fam.x, test.U0[1], z0, "LM", lr=1e-3, max_iters=100, tol=1e-12)
+    both = finetune(dec, fam.x, test.U0[1], z0, "LM", lr=1e-3, max_iters=100, tol=1e-12, lm_iters=30)
+    u = reconstruct(both.decoder, fam.x, both.z[None])[0]
+    assert abs(float(((u - test.U0[1]) ** 2).mean()) - both.mse) <= 1e-10 * both.mse
+    # measured: 3.8e-5 after 100 Adam steps, 6.2e-9 after 30 more Levenberg-Marquardt steps
+    assert both.mse < 1e-2 * adam.mse and both.lm_iters == 30 and torch.equal(both.z, adam.z)
+    with pytest.raises(ValueError, match="only with mode 'LM'"):
+        finetune(dec, fam.x, test.U0[1], z0, "L", lm_iters=5)
