@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 # quick mode for the tests unless the caller says otherwise (MADNG_QUICK=0 make test: full size)
 MADNG_QUICK ?= 1
+# one torch/BLAS thread per test process: quick-mode steps take milliseconds, where a second thread gains
+# nothing, and two threads on a busy machine stall each other (the autodecoder chapter: 32 s on one thread
+# beside two other jobs, 243 s on two)
+TEST_THREADS ?= 1
 TEST_OUT := _build/test
 
 .PHONY: book test bench clean sync mathjax
@@ -25,8 +29,8 @@ book: $(STAMP) mathjax
 
 test: $(STAMP) mathjax
 	rm -rf $(TEST_OUT)
-	MADNG_QUICK=$(MADNG_QUICK) $(VENV)/bin/jupyter-book build . --path-output $(TEST_OUT) -W -n --keep-going
-	MADNG_QUICK=$(MADNG_QUICK) MADNG_BOOK_HTML=$(TEST_OUT)/_build/html $(PY) -m pytest tests book --nbval-lax -p no:cacheprovider
+	OMP_NUM_THREADS=$(TEST_THREADS) MADNG_QUICK=$(MADNG_QUICK) $(VENV)/bin/jupyter-book build . --path-output $(TEST_OUT) -W -n --keep-going
+	OMP_NUM_THREADS=$(TEST_THREADS) MADNG_QUICK=$(MADNG_QUICK) MADNG_BOOK_HTML=$(TEST_OUT)/_build/html $(PY) -m pytest tests book --nbval-lax -p no:cacheprovider
 
 # MathJax 3 served by the book itself (_mathjax/mathjax-local.js loads it), so math renders offline;
 # fetched once from the npm registry (2 MB of its 24 MB kept). Without npm the pages use the CDN.

@@ -242,6 +242,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     from .decoder import Decoder
     from .mad import finetune, nearest_latent, pretrain
 
+    commit = _git_commit()  # read at the start: the code this run imported
     quick = quick_mode() if quick is None else bool(quick)
     cfg = bench_config(name, quick)
     if sparse != -1:
@@ -361,7 +362,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     name_ = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
     env["device"] = f"{dev.type} ({name_})"
     env["torch_threads"] = torch.get_num_threads()
-    env["git_commit"] = _git_commit()
+    env["git_commit"] = commit
     result = {
         "benchmark": name, "command": command, "quick": quick, "seed": seed, "stochastic": stochastic,
         "config": asdict(cfg), "overrides": dict(overrides or {}),
