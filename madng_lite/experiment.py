@@ -9,8 +9,11 @@ and compare with the ground truth over time (:mod:`madng_lite.metrics`): per sam
 90th percentile over samples, and the ensemble mean and variance against the reference ensemble.
 With ``baselines=True`` the same test samples are also solved by NG without meta-learning (each
 initial condition fitted from a random network) and by MAD-PINN (:mod:`madng_lite.pinn`).
-It writes ``results.json``, ``figure.png`` and ``pretrained.pt`` into ``out``. Full sizes follow
-METHOD.md section 2; quick mode shrinks sizes only.
+It writes ``results.json``, ``figure.png`` and ``pretrained.pt`` into ``out``, and after each test sample
+``samples.partial.json``: a run that is interrupted and started again with the same configuration
+reads back the pretrained decoder and the finished samples instead of redoing them (another
+configuration is refused with an error). Full sizes follow METHOD.md section 2; quick mode shrinks
+sizes only.
 """
 from __future__ import annotations
 
