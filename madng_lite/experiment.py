@@ -300,7 +300,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
     Z, prep = pretrain(dec, xf, U0_train, lam=cfg.lam, adam_iters=cfg.adam_iters, lbfgs_iters=cfg.lbfgs_iters,
                        lr=cfg.lr, seed=seed, progress=progress, sobolev=sob, normalize=True,
                        checkpoint=outdir / "pretrained.pt", config=pre_cfg)
-    timings["pretrain"] = prep.seconds
+    timings["pretrain"] = prep.seconds_this_run   # (``pretrain.seconds`` in the results: all runs it took)
 
     # test samples done by an interrupted run of the same configuration are read back, not redone
     partial = outdir / "samples.partial.json"
@@ -337,6 +337,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
             "timings": {"finetune": ft.seconds, "finetune_random": fts["random"].seconds,
                         "evolve": 0.0 if t_fail is not None else secs},
         }
+        sample["git_commit"] = commit   # the code that computed this sample (a resumed run may mix)
         if i < cfg.dense_compare and cfg.sparse is not None:
             ng_d = _ng_for(ft.decoder, test.pdes[i], ft.z, replace(cfg, sparse=None), seed + i)
             th_d, secs_d, fail_d, steps_d = _evolve(ng_d, ft.decoder.flat_theta(), cfg, t_eval, progress)

@@ -51,6 +51,10 @@ class PretrainReport:
     lbfgs_iters: int
     loss_history: list[float] = field(default_factory=list)
     data_scale: float = 1.0          # the data term was divided by this (see ``normalize``)
+    # seconds of this call alone; ``seconds`` adds those of earlier, interrupted runs it resumed
+    # (recorded in checkpoints since they store it; older checkpoints count from the resume)
+    seconds_this_run: float | None = None
+    resumed: bool = False
 
     @property
     def mean_rel(self) -> float:
@@ -63,7 +67,9 @@ class PretrainReport:
     def summary(self) -> dict:
         return {"mean_rel": self.mean_rel, "max_rel": self.max_rel, "mean_mse": sum(self.mse) / len(self.mse),
                 "deriv_rel": self.deriv_rel_errors, "seconds": self.seconds, "adam_iters": self.adam_iters,
-                "lbfgs_iters": self.lbfgs_iters, "data_scale": self.data_scale}
+                "lbfgs_iters": self.lbfgs_iters, "data_scale": self.data_scale,
+                "seconds_this_run": self.seconds if self.seconds_this_run is None else self.seconds_this_run,
+                "resumed": self.resumed}
 
 
 def _check_data(decoder: Decoder, x: Tensor, U: Tensor) -> None:
@@ -178,6 +184,7 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     ck = Path(checkpoint) if checkpoint is not None else None
     cfg = dict(config or {}, lam=lam, adam_iters=adam_iters, lbfgs_iters=lbfgs_iters, lr=lr, seed=seed)
     t0 = time.perf_counter()
+    earlier, resumed = 0.0, False   # seconds spent by the runs this one resumes
     if ck is not None and ck.exists():
         saved = read_checkpoint(ck)
         if _plain(saved.get("config")) != _plain(cfg):
@@ -192,6 +199,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         with torch.no_grad():
             Z.copy_(saved["latents"].to(dtype))
         start, history = int(extra.get("adam_done", 0)), list(extra.get("history", []))
+        resumed = True
+        earlier = float(extra.get("seconds", (extra.get("report") or {}).get("seconds", 0.0)))
         if extra.get("stage") == "adam":
             opt.load_state_dict(extra["opt"])
             sched.load_state_dict(extra["sched"])
@@ -211,7 +220,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
             callback(i, float(loss.detach()))
         if ck is not None and (i + 1) % checkpoint_every == 0 and i + 1 < adam_iters:
             save_checkpoint(ck, decoder, Z, cfg, {"stage": "adam", "adam_done": i + 1, "history": history,
-                                                  "opt": opt.state_dict(), "sched": sched.state_dict()})
+                                                  "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                                  "seconds": earlier + time.perf_counter() - t0})
     if lbfgs_iters > 0:
         with tqdm(total=lbfgs_iters, desc="pretrain (L-BFGS)", disable=not progress) as lbar:
             lb_done = run_lbfgs(params + [Z], loss_fn, lbfgs_iters, tolerance_grad=1e-14, tolerance_change=1e-16)
@@ -231,10 +241,12 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         rel = (err.norm(dim=1) / U0.norm(dim=1).clamp_min(1e-300)).tolist()
         mse = (err**2).mean(dim=1).tolist()
         drel = {k: float((pred[k] - v).norm() / v.norm().clamp_min(1e-300)) for k, v in targets.items() if k != "u"}
-    report = PretrainReport(rel, mse, drel, time.perf_counter() - t0, adam_iters, lb_done, history, sigma**2)
-    if ck is not None:
+    this_run = time.perf_counter() - t0
+    total = earlier if finished else earlier + this_run   # a finished checkpoint: only loaded, nothing trained
+    report = PretrainReport(rel, mse, drel, total, adam_iters, lb_done, history, sigma**2, this_run, resumed)
+    if ck is not None and not finished:
         save_checkpoint(ck, decoder, Z, cfg, {"stage": "done", "adam_done": adam_iters, "lbfgs_done": lb_done,
-                                              "history": history, "report": report.summary()})
+                                              "history": history, "report": report.summary(), "seconds": total})
     return Z, report
 
 

@@ -122,13 +122,13 @@ def test_quick_run_burgers_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,extra", [("kdv", []), ("ac2d", ["--sparse", "dense"])])
+@pytest.mark.parametrize("name,extra", [("kdv", []), ("ac1d", ["--stochastic"]), ("ac2d", ["--sparse", "dense"])])
 def test_quick_run_other_benchmarks(tmp_path, capsys, name, extra):
     out = tmp_path / name
     assert main(["run", name, "--quick", "--out", str(out), *extra]) == 0
     assert "MSE(T=" in capsys.readouterr().out
     r = _check_run(out, name, capsys)
-    assert r["config"]["sparse"] is None
+    assert r["config"]["sparse"] == (None if name == "kdv" or "dense" in extra else QUICK[name].sparse)
     assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
     assert r["timings"]["total"] < 60
 

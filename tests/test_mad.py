@@ -172,3 +172,23 @@ def test_levenberg_marquardt_polish_of_mad_lm(kdv_model):
     assert both.mse < 1e-2 * adam.mse and both.lm_iters == 30 and torch.equal(both.z, adam.z)
     with pytest.raises(ValueError, match="only with mode 'LM'"):
         finetune(dec, fam.x, test.U0[1], z0, "L", lm_iters=5)
+
+
+def test_pretraining_time_adds_up_over_resumes(tmp_path):
+    fam = make_family("kdv", 4, seed=0, n_grid=32)
+    ck = tmp_path / "ck.pt"
+    kw = dict(adam_iters=40, lbfgs_iters=5, lr=1e-2, progress=False, checkpoint=ck, checkpoint_every=20)
+    stop = {"at": 25}
+
+    def interrupt(i, loss):
+        if i == stop["at"]:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(_decoder(fam.box), fam.x, fam.U0, callback=interrupt, **kw)
+    first = read_checkpoint(ck)["extra"]["seconds"]
+    _, rep = pretrain(_decoder(fam.box), fam.x, fam.U0, **kw)
+    assert rep.resumed and rep.seconds > first > 0 and rep.seconds == pytest.approx(first + rep.seconds_this_run)
+    before = ck.read_bytes()
+    _, again = pretrain(_decoder(fam.box), fam.x, fam.U0, **kw)   # finished: loaded, not re-saved
+    assert again.seconds == rep.seconds and again.seconds_this_run < rep.seconds and ck.read_bytes() == before
