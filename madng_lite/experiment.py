@@ -392,7 +392,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None = -1,
 
 
 def _git_commit() -> str | None:
-    """The commit of the repository the package runs from (``+dirty`` with uncommitted changes), if any."""
+    """The commit of the repository the package runs from, if any (``+dirty``: the package's own files differ)."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -400,8 +400,8 @@ def _git_commit() -> str | None:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "madng_lite"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return rev.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
