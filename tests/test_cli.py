@@ -110,12 +110,12 @@ def test_quick_run_burgers_end_to_end(tmp_path, capsys):
     b = r["baselines"]
     assert b["n"] == 1 and len(b["ng"]["samples"]) == len(b["mad_pinn"]["samples"]) == 1
     assert all(math.isfinite(v) for v in b["ng"]["samples"][0]["mse"] + b["mad_pinn"]["samples"][0]["mse"])
-    assert r["timings"]["total"] < 60 and {"baseline_ng", "baseline_mad_pinn"} <= set(r["timings"])
+    assert {"baseline_ng", "baseline_mad_pinn"} <= set(r["timings"])
     # a second run reuses the pretrained decoder (same configuration) ...
     assert main(["run", "burgers", "--quick", "--out", str(out), "--seed", "1", "--stochastic",
                  "--set", "n_test=1", "--set", "ft_iters=50"]) == 0
     r2 = _strict_json(out / "results.json")
-    assert r2["pretrain"]["mean_rel"] == r["pretrain"]["mean_rel"] and r2["timings"]["pretrain"] < 2
+    assert r2["pretrain"]["mean_rel"] == r["pretrain"]["mean_rel"] and r2["pretrain"]["resumed"]
     # ... and refuses one written for another configuration
     assert main(["run", "burgers", "--quick", "--out", str(out), "--set", "width=12"]) == 2
     assert "another configuration" in capsys.readouterr().err
@@ -130,7 +130,6 @@ def test_quick_run_other_benchmarks(tmp_path, capsys, name, extra):
     r = _check_run(out, name, capsys)
     assert r["config"]["sparse"] == (None if name == "kdv" or "dense" in extra else QUICK[name].sparse)
     assert r["mse_final"] < 3 * max(s["finetune_mse"] for s in r["samples"]) + 1e-5
-    assert r["timings"]["total"] < 60
 
 
 def test_interrupted_run_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
