@@ -25,6 +25,27 @@ from .solve import DivergenceError, NonFiniteError, check_finite, lstsq_solve
 from .sparse import draw_indices
 
 INTEGRATORS = ("euler", "rk4", "rk45")
+DEFAULT_POINTS = {1: 1000, 2: 50}   # per axis on a grid: 1000 points in 1D, 2500 in 2D
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def check_memory(n: int, decoder: Decoder, sparse: int | None, dtype: torch.dtype) -> None:
+    """Refuse ``n`` sample points whose Jacobian block (``n x s``, or ``n x p`` dense) and the
+    forward state would take more than half of this machine's memory; name the sizes."""
+    cols = decoder.n_params if sparse is None else int(sparse)
+    units = sum(lin.in_features + lin.out_features + 1 for lin in decoder.layers)
+    nbytes = (2 * n * cols + 4 * n * units) * torch.finfo(dtype).bits // 8
+    limit = _physical_memory() // 2
+    if nbytes > limit:
+        raise ValueError(f"{n} sample points with {cols} Jacobian columns need about {nbytes / 2**30:.1f} GiB, "
+                         f"more than half of this machine's memory ({limit / 2**30:.1f} GiB): use fewer points "
+                         f"(n_points is per axis on a {decoder.dim}-D grid) or a sparse update")
 
 
 class _GenericPath:
@@ -52,6 +73,10 @@ class NGResult:
     thetas: Tensor
     n_steps: int
     timings: dict[str, float] = field(default_factory=dict)
+    # the relative residual ||J theta_dot - f|| / ||f|| of the first stage of every step, and its time:
+    # how well the network's tangent space holds the PDE's right-hand side (needs no truth)
+    residual_times: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
+    residuals: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
 
     @property
     def seconds_per_step(self) -> float:
@@ -65,7 +90,9 @@ class NeuralGalerkin:
     ----------
     decoder, pde : the network and the PDE (``pde.requires``, ``pde.rhs(x, d)``, ``pde.dim``).
     z : the frozen latent (``None`` for a decoder without one).
-    n_points : number of sample points (per dimension on a grid when ``resample`` is False).
+    n_points : number of sample points, per dimension on a grid when ``resample`` is False
+        (default: 1000 in 1D, 50 per axis in 2D). A set of points whose Jacobian would not fit in
+        half of this machine's memory is refused up front, with its size.
     resample : draw fresh uniform points every time step instead of a fixed grid.
     sparse : number ``s`` of parameters updated per step (``None``: dense NG).
     sampler : ``"uniform"`` or ``"colnorm"`` (see :func:`madng_lite.sparse.draw_indices`).
@@ -78,7 +105,7 @@ class NeuralGalerkin:
         any NaN. Allen-Cahn grows small data towards +-1 (a factor 1/max|u0|): keep ``blowup`` above it.
     """
 
-    def __init__(self, decoder: Decoder, pde, z: Tensor | None = None, n_points: int = 1000,
+    def __init__(self, decoder: Decoder, pde, z: Tensor | None = None, n_points: int | None = None,
                  resample: bool = False, sparse: int | None = None, sampler: str = "uniform",
                  solver: str = "ridge", ridge: float = 1e-8, rcond: float = 1e-6, path: str = "fast",
                  seed: int = 0, blowup: float | None = 1e4) -> None:
@@ -92,11 +119,22 @@ class NeuralGalerkin:
         p = next(decoder.parameters())
         self.dtype, self.device = p.dtype, p.device
         self.z = None if z is None else torch.as_tensor(z, dtype=self.dtype, device=self.device).detach()
-        self.n_points, self.resample = n_points, resample
+        if n_points is None:
+            n_points = DEFAULT_POINTS.get(decoder.dim, 50)
+        if int(n_points) < 1:
+            raise ValueError(f"n_points must be >= 1, got {n_points}")
+        if sparse is not None and not 1 <= int(sparse) <= decoder.n_params:
+            raise ValueError(f"sparse must be between 1 and the number of parameters p = {decoder.n_params} "
+                             f"(None: dense), got {sparse}")
+        self.n_points, self.resample = int(n_points), resample
         self.sparse, self.solver, self.ridge, self.rcond = sparse, solver, ridge, rcond
+        n_total = self.n_points if resample else self.n_points ** decoder.dim
+        check_memory(n_total, decoder, sparse, self.dtype)
         self.engine = FastMLP(decoder) if path == "fast" else _GenericPath(decoder)
-        self.gen = torch.Generator().manual_seed(int(seed))
-        self.x = pts.grid(decoder.box, n_points, self.dtype, self.device)
+        self.seed = int(seed)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.x = pts.grid(decoder.box, self.n_points, self.dtype, self.device)
+        self._residuals: list[tuple[float, float]] = []
         self.timings = {"derivatives": 0.0, "jacobian": 0.0, "solve": 0.0}
         self.blowup, self._u_limit = blowup, math.inf
 
@@ -124,14 +162,18 @@ class NeuralGalerkin:
         self.timings["derivatives"] += self._tick() - t0
         return f, state
 
-    def solve(self, f: Tensor, state: dict, cols: Tensor, t: float) -> Tensor:
-        """``theta_dot`` restricted to ``cols`` (shape ``(len(cols),)``)."""
+    def solve(self, f: Tensor, state: dict, cols: Tensor, t: float, record: bool = False) -> Tensor:
+        """``theta_dot`` restricted to ``cols`` (shape ``(len(cols),)``); ``record``: keep the relative
+        residual ``||J[:, cols] theta_dot - f|| / ||f||`` (see :attr:`NGResult.residuals`)."""
         t0 = self._tick()
         A = self.engine.jac(state, cols)
         check_finite("the Jacobian J", A, t)
         t1 = self._tick()
         eta = lstsq_solve(A, f, self.solver, self.ridge, self.rcond)
         check_finite("theta_dot", eta, t)
+        if record:
+            fn = float(f.norm())
+            self._residuals.append((t, float((A @ eta - f).norm()) / fn if fn > 0 else 0.0))
         t2 = self._tick()
         self.timings["jacobian"] += t1 - t0
         self.timings["solve"] += t2 - t1
@@ -163,7 +205,7 @@ class NeuralGalerkin:
     def step_fixed(self, theta: Tensor, t: float, dt: float, method: str = "rk4") -> Tensor:
         """One Euler or RK4 step with one index draw for all stages."""
         cols, f, st = self._begin_step(theta, t)
-        k1 = self.solve(f, st, cols, t)
+        k1 = self.solve(f, st, cols, t, record=True)
         if method == "euler":
             return self._advance(theta, cols, [k1], [1.0], dt)
         k = [k1]
@@ -184,7 +226,7 @@ class NeuralGalerkin:
     def step_rk45(self, theta: Tensor, t: float, dt: float, rtol: float, atol: float) -> tuple[Tensor, float]:
         """One Dormand-Prince attempt: the 5th-order state and the scaled error norm."""
         cols, f, st = self._begin_step(theta, t)
-        k = [self.solve(f, st, cols, t)]
+        k = [self.solve(f, st, cols, t, record=True)]
         for i in range(1, 7):
             th = self._advance(theta, cols, k, self._A[i], dt)
             f, st = self.rhs_state(th, t + self._C[i] * dt)
@@ -196,6 +238,29 @@ class NeuralGalerkin:
         return new, float(torch.sqrt(torch.mean((err / scale) ** 2)))
 
     # ----- the loop ------------------------------------------------------------------------
+    def _check_u(self, theta: Tensor, t: float) -> None:
+        """The blow-up guard on the state itself (after the last step no stage looks at u)."""
+        if math.isfinite(self._u_limit):
+            with torch.no_grad():
+                umax = float(self.engine.forward(theta, self.x, self.z, ("u",))[0]["u"].abs().max())
+            if not umax <= self._u_limit:
+                raise DivergenceError(f"the solution blew up at t = {t:.6g}: max |u| = {umax:.3g} is more than "
+                                      f"{self.blowup:g} times its initial value (raise the ridge or lower dt)")
+
+    def run_key(self, theta0: Tensor, T: float, dt: float, t_eval: Tensor, integrator: str, rtol: float,
+                atol: float, max_step: float | None) -> dict:
+        """Everything that decides the trajectory: an evolution checkpoint made under another key is refused."""
+        from .io import decoder_kwargs, digest
+
+        pde = {k: v for k, v in sorted(vars(self.pde).items()) if isinstance(v, (int, float, str, bool))}
+        return {"theta0": digest(theta0.detach().cpu()), "z": None if self.z is None else digest(self.z.cpu()),
+                "decoder": decoder_kwargs(self.dec), "pde": [self.pde.name, pde], "T": float(T), "dt": float(dt),
+                "t_eval": [float(v) for v in t_eval], "integrator": integrator, "rtol": rtol, "atol": atol,
+                "max_step": max_step, "n_points": self.n_points, "resample": self.resample, "sparse": self.sparse,
+                "sampler": self.sampler, "solver": self.solver, "ridge": self.ridge, "rcond": self.rcond,
+                "seed": self.seed, "blowup": self.blowup, "engine": type(self.engine).__name__,
+                "device": self.device.type, "threads": torch.get_num_threads()}
+
     def evolve(self, theta0: Tensor, T: float, dt: float, t_eval: Tensor | None = None,
                integrator: str = "rk4", rtol: float = 1e-6, atol: float = 1e-8, max_step: float | None = None,
                progress: bool = True, checkpoint: str | os.PathLike | None = None,
@@ -204,13 +269,17 @@ class NeuralGalerkin:
 
         Fixed-step integrators need each ``t_eval`` to be a multiple of ``dt``; ``rk45`` uses
         ``dt`` as its first step and lands exactly on each ``t_eval``. With ``checkpoint`` set,
-        the state is saved atomically every ``checkpoint_every`` steps and a later call with the
-        same file resumes from it.
+        the state is saved atomically every ``checkpoint_every`` steps (:func:`madng_lite.io.save_state`)
+        and a later call with the same file *and the same settings* (:meth:`run_key`) resumes from it;
+        a file from another run is refused. A blow-up raises :class:`~madng_lite.solve.NonFiniteError`
+        (or its subclass ``DivergenceError``) whose ``result`` attribute holds what was recorded before it.
         """
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; known: {INTEGRATORS}")
         if not (dt > 0 and T > 0 and math.isfinite(dt) and math.isfinite(T)):
             raise ValueError(f"need finite T > 0 and dt > 0, got T={T}, dt={dt}")
+        if int(checkpoint_every) < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         theta = theta0.detach().to(self.dtype).clone()
         check_finite("the initial theta", theta)
         self._u_limit = math.inf
@@ -234,53 +303,77 @@ class NeuralGalerkin:
                 raise ValueError("every t_eval must be a multiple of dt for a fixed-step integrator")
         out: list[Tensor] = []
         t, step, h = 0.0, 0, dt
+        self._residuals = []
         ck = Path(checkpoint) if checkpoint is not None else None
+        key = self.run_key(theta0, T, dt, t_eval, integrator, rtol, atol, max_step) if ck is not None else None
         if ck is not None and ck.exists():
-            s = torch.load(ck, weights_only=False)
-            theta, t, step, h, out = s["theta"].to(self.device), s["t"], s["step"], s["h"], list(s["out"])
+            from .io import load_state
+
+            s = load_state(ck, "evolution", key)
+            theta, t, step, h = s["theta"].to(self.device, self.dtype), s["t"], s["step"], s["h"]
+            out = [o.to(self.device, self.dtype) for o in s["out"]]
+            self._residuals = [(float(a), float(b)) for a, b in s["residuals"].tolist()]
             self.gen.set_state(s["gen"])
-        for k, v in self.timings.items():
+            if self.resample:
+                self.x = s["x"].to(self.device, self.dtype)
+        for k in self.timings:
             self.timings[k] = 0.0
         t_start = time.perf_counter()
         n_done = 0
         bar = tqdm(total=n_steps if integrator != "rk45" else None, initial=step, disable=not progress,
                    desc=f"NG {self.pde.name} ({'dense' if not self.sparse else f's={self.sparse}'})")
         next_eval = len(out)
-        while True:
-            # record every t_eval reached
-            while next_eval < len(t_eval) and (
-                    (eval_steps is not None and eval_steps[next_eval] == step)
-                    or (eval_steps is None and abs(float(t_eval[next_eval]) - t) <= 1e-12 * max(T, 1))):
-                out.append(theta.detach().clone())
-                next_eval += 1
-            if next_eval >= len(t_eval) or (eval_steps is not None and step >= n_steps):
-                break
-            if integrator == "rk45":
-                h = min(h, max_step or h, float(t_eval[next_eval]) - t)
-                new, err = self.step_rk45(theta, t, h, rtol, atol)
-                if err <= 1.0:
-                    theta, t = new, t + h
+        try:
+            while True:
+                # record every t_eval reached
+                while next_eval < len(t_eval) and (
+                        (eval_steps is not None and eval_steps[next_eval] == step)
+                        or (eval_steps is None and abs(float(t_eval[next_eval]) - t) <= 1e-12 * max(T, 1))):
+                    out.append(theta.detach().clone())
+                    next_eval += 1
+                if next_eval >= len(t_eval) or (eval_steps is not None and step >= n_steps):
+                    break
+                if integrator == "rk45":
+                    h = min(h, max_step or h, float(t_eval[next_eval]) - t)
+                    new, err = self.step_rk45(theta, t, h, rtol, atol)
+                    if err <= 1.0:
+                        theta, t = new, t + h
+                        step += 1
+                        bar.update(1)
+                    else:
+                        self._residuals.pop()   # a rejected attempt: its residual is not the trajectory's
+                    h = h * min(5.0, max(0.2, 0.9 * (err + 1e-300) ** -0.2))
+                    if h < 1e-10 * T:
+                        raise NonFiniteError(f"RK45 step size fell to {h:.3g} at t = {t:.6g}: loosen rtol/atol "
+                                             "or raise the ridge (theta_dot is too noisy for this tolerance)")
+                else:
+                    theta = self.step_fixed(theta, t, dt, integrator)
                     step += 1
+                    t = step * dt
                     bar.update(1)
-                h = h * min(5.0, max(0.2, 0.9 * (err + 1e-300) ** -0.2))
-                if h < 1e-10 * T:
-                    raise NonFiniteError(f"RK45 step size fell to {h:.3g} at t = {t:.6g}: loosen rtol/atol "
-                                         "or raise the ridge (theta_dot is too noisy for this tolerance)")
-            else:
-                theta = self.step_fixed(theta, t, dt, integrator)
-                step += 1
-                t = step * dt
-                bar.update(1)
-            n_done += 1
-            if ck is not None and step % checkpoint_every == 0:
-                _atomic_save({"theta": theta.cpu(), "t": t, "step": step, "h": h, "out": [o.cpu() for o in out],
-                              "gen": self.gen.get_state()}, ck)
-        bar.close()
+                check_finite("theta", theta, t)
+                if (step >= n_steps if eval_steps is not None else t >= T * (1 - 1e-12)):
+                    self._check_u(theta, t)   # after the last step no stage looks at u any more
+                n_done += 1
+                if ck is not None and step % int(checkpoint_every) == 0:
+                    self._save(ck, key, theta, t, step, h, out)
+        except NonFiniteError as e:
+            e.result = self._result(t_eval, out, step, t_start, n_done)
+            raise
+        finally:
+            bar.close()
+        return self._result(t_eval, out, step, t_start, n_done)
+
+    def _result(self, t_eval: Tensor, out: list[Tensor], step: int, t_start: float, n_done: int) -> NGResult:
         self.timings["total"] = time.perf_counter() - t_start
-        return NGResult(t_eval[: len(out)], torch.stack(out), step, dict(self.timings, attempts=n_done))
+        res = torch.tensor(self._residuals, dtype=torch.float64).reshape(-1, 2)
+        thetas = torch.stack(out) if out else torch.zeros(0, self.p, dtype=self.dtype, device=self.device)
+        return NGResult(t_eval[: len(out)], thetas, step, dict(self.timings, attempts=n_done), res[:, 0], res[:, 1])
 
+    def _save(self, ck: Path, key: dict, theta: Tensor, t: float, step: int, h: float, out: list[Tensor]) -> None:
+        from .io import save_state
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+        save_state(ck, "evolution", {"theta": theta.cpu(), "t": float(t), "step": int(step), "h": float(h),
+                                     "out": [o.cpu() for o in out], "gen": self.gen.get_state(),
+                                     "residuals": torch.tensor(self._residuals, dtype=torch.float64).reshape(-1, 2),
+                                     "x": self.x.cpu()}, key)

@@ -1,82 +1,110 @@
-"""Checkpoints of a pretrained decoder and its latents: save, load, versioned, atomic (book: Chapter 3).
+"""Checkpoints and state files: versioned, hashed, atomic (book: Chapter 2, the auto-decoder).
 
-A checkpoint is one ``torch.save`` file holding a plain dict: the format version, the package
-version that wrote it, the decoder's constructor arguments, its ``state_dict``, the latents
-``Z`` (N, latent_dim), a JSON-like ``config`` and an optional ``extra`` (e.g. the optimiser
-state for resuming). Writes go to a temporary file in the same folder, then ``os.replace``,
-so a crash never leaves a half-written checkpoint under the final name.
+Every file a run leaves behind is a plain dict (containers, numbers, strings, tensors: what
+``torch.load(weights_only=True)`` reads back; no pickled objects, so a crafted file cannot run
+code on load) wrapped in an envelope::
+
+    {"magic", "format_version", "kind", "package_version",
+     "settings", "settings_sha256", "payload", "payload_sha256"}
+
+``kind`` says what the file holds (``"decoder"``, ``"evolution"``, ``"samples"``...), ``settings``
+the configuration that made it, and the two SHA-256 digests let :func:`load_state` refuse, with a
+one-line :class:`CheckpointError`, a file that is damaged (a flipped bit, a torn write), foreign
+(another program's, another kind), or written for other settings. Writes go to a uniquely named
+temporary file in the same folder, are flushed and fsynced, then renamed over the final name (and
+the folder fsynced), so a crash or a power cut never leaves a half-written file under that name.
+Tensor states are ``torch.save`` files; the finished-samples state is JSON (:func:`save_json_state`).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import Tensor
 
 from .decoder import Decoder
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "save_checkpoint", "read_checkpoint", "load_checkpoint",
+__all__ = ["FORMAT_VERSION", "CheckpointError", "digest", "atomic_write", "save_state", "load_state",
+           "save_json_state", "load_json_state", "save_checkpoint", "read_checkpoint", "load_checkpoint",
            "decoder_kwargs"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MAGIC = "madng-lite-checkpoint"
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class CheckpointError(ValueError):
-    """A file that is missing, unreadable, truncated, not a checkpoint, or of another format version."""
+    """A state file that is missing, damaged, foreign, of another format, or from other settings."""
 
 
-def decoder_kwargs(dec: Decoder) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``dec``'s architecture (weights come from the state dict)."""
-    return {"box": [list(b) for b in dec.box], "latent_dim": dec.latent_dim, "width": dec.width,
-            "depth": dec.depth, "n_freq": dec.embedding.n_freq, "activation": dec.activation_name,
-            "dtype": str(dec.dtype).removeprefix("torch.")}
-
-
-def _check_plain(value: Any, where: str) -> None:
-    """Only what ``torch.load(weights_only=True)`` reads back: containers, numbers, strings, tensors."""
+# ---------------------------------------------------------------------------------------------
+# digests and atomic writes
+# ---------------------------------------------------------------------------------------------
+def _feed(h: Any, value: Any, where: str) -> None:
+    """Feed a canonical, type-tagged encoding of ``value`` to the hash ``h``."""
     if isinstance(value, dict):
-        for k, v in value.items():
+        h.update(b"{%d" % len(value))
+        for k in sorted(value, key=str):
             if not isinstance(k, (str, int)):
                 raise ValueError(f"{where}: key {k!r} is not a str or int")
-            _check_plain(v, f"{where}[{k!r}]")
+            h.update(repr(k).encode() + b":")
+            _feed(h, value[k], f"{where}[{k!r}]")
+        h.update(b"}")
     elif isinstance(value, (list, tuple)):
+        h.update(b"[%d" % len(value))
         for i, v in enumerate(value):
-            _check_plain(v, f"{where}[{i}]")
-    elif not (value is None or isinstance(value, (bool, int, float, str, torch.Tensor))):
-        raise ValueError(f"{where} holds a {type(value).__name__}; a checkpoint stores only dicts, lists, "
+            _feed(h, v, f"{where}[{i}]")
+        h.update(b"]")
+    elif isinstance(value, Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif value is None or isinstance(value, (bool, int, str)):
+        h.update(f"{type(value).__name__}:{value!r};".encode())
+    elif isinstance(value, float):
+        h.update(f"float:{value.hex() if math.isfinite(value) else repr(value)};".encode())
+    else:
+        raise ValueError(f"{where} holds a {type(value).__name__}; a state file stores only dicts, lists, "
                          "numbers, strings and tensors (convert paths and objects to strings)")
 
 
-def save_checkpoint(path: str | os.PathLike, decoder: Decoder, latents: Tensor | None, config: dict | None = None,
-                    extra: dict | None = None) -> Path:
-    """Write ``decoder``, ``latents`` and ``config`` atomically to ``path``; return the path."""
-    from . import __version__
+def digest(value: Any, where: str = "value") -> str:
+    """SHA-256 of a plain structure (dicts, lists, numbers, strings, tensors); raises on anything else."""
+    h = hashlib.sha256()
+    _feed(h, value, where)
+    return h.hexdigest()
 
-    _check_plain(config or {}, "config")
-    _check_plain(extra, "extra")
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some file systems do not open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(file)`` atomically: unique temp file, fsync, rename, fsync folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {
-        "magic": _MAGIC,
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "decoder_kwargs": decoder_kwargs(decoder),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()},
-        "latents": None if latents is None else latents.detach().cpu().clone(),
-        "config": dict(config or {}),
-        "extra": extra,
-    }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -84,34 +112,127 @@ def save_checkpoint(path: str | os.PathLike, decoder: Decoder, latents: Tensor |
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The validated raw dict of a checkpoint (see the module docstring).
+# ---------------------------------------------------------------------------------------------
+# the envelope
+# ---------------------------------------------------------------------------------------------
+def _envelope(kind: str, payload: dict, settings: dict | None) -> dict:
+    from . import __version__
+
+    settings = dict(settings or {})
+    return {"magic": _MAGIC, "format_version": FORMAT_VERSION, "kind": kind, "package_version": __version__,
+            "settings": settings, "settings_sha256": digest(settings, "settings"),
+            "payload": payload, "payload_sha256": digest(payload, "payload")}
+
+
+def _settings_diff(old: dict, new: dict) -> list[str]:
+    return sorted(str(k) for k in set(old) | set(new)
+                  if k not in old or k not in new or digest(old[k]) != digest(new[k]))
+
+
+def _verify(obj: Any, path: Path, kind: str, settings: dict | None) -> dict:
+    """Check the envelope read from ``path``; return it."""
+    name = str(path)
+    if not isinstance(obj, dict) or obj.get("magic") != _MAGIC:
+        raise CheckpointError(f"{name!r} is not a madng-lite state file (a foreign file)")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{name!r} has format version {obj.get('format_version')!r}; this madng-lite reads "
+                              f"version {FORMAT_VERSION} (it was written by madng-lite {obj.get('package_version', '?')})")
+    if obj.get("kind") != kind:
+        raise CheckpointError(f"{name!r} holds a {obj.get('kind')!r} state, not a {kind!r} one")
+    try:
+        ok = digest(obj["payload"]) == obj["payload_sha256"] and \
+            digest(obj["settings"]) == obj["settings_sha256"]
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{name!r} is damaged ({type(e).__name__}: {e})") from None
+    if not ok:
+        raise CheckpointError(f"{name!r} is damaged: its contents do not match their SHA-256 digest")
+    if settings is not None and digest(dict(settings)) != obj["settings_sha256"]:
+        diff = _settings_diff(obj["settings"], dict(settings))
+        raise CheckpointError(f"{name!r} was written for other settings (they differ in {diff}); "
+                              "delete it or use another output folder")
+    return obj
+
+
+def save_state(path: str | os.PathLike, kind: str, payload: dict, settings: dict | None = None) -> Path:
+    """Write ``payload`` (a plain dict) and the ``settings`` that made it as a ``torch.save`` state file."""
+    env = _envelope(kind, payload, settings)
+    return atomic_write(path, lambda fh: torch.save(env, fh))
+
+
+def load_state(path: str | os.PathLike, kind: str, settings: dict | None = None) -> dict:
+    """The payload of a state file of ``kind``; with ``settings``, also refuse one made for other settings."""
+    return _read_envelope(path, kind, settings)["payload"]
+
+
+def _read_envelope(path: str | os.PathLike, kind: str, settings: dict | None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"state file {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0][:120] if str(e) else ""
+        raise CheckpointError(f"{str(path)!r} is damaged, truncated or not loadable as plain data "
+                              f"({type(e).__name__}: {first})") from None
+    return _verify(obj, path, kind, settings)
+
+
+def save_json_state(path: str | os.PathLike, kind: str, payload: dict, settings: dict | None = None) -> Path:
+    """As :func:`save_state`, as JSON text (no tensors; non-finite floats are refused)."""
+    env = _envelope(kind, payload, settings)
+    text = json.dumps(env, allow_nan=False).encode()
+    return atomic_write(path, lambda fh: fh.write(text))
+
+
+def load_json_state(path: str | os.PathLike, kind: str, settings: dict | None = None) -> dict:
+    """As :func:`load_state`, for a file written by :func:`save_json_state`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"state file {str(path)!r} does not exist")
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{str(path)!r} is damaged or truncated ({type(e).__name__}: {e})") from None
+    return _verify(obj, path, kind, None if settings is None else json.loads(json.dumps(settings)))["payload"]
+
+
+# ---------------------------------------------------------------------------------------------
+# decoders
+# ---------------------------------------------------------------------------------------------
+def decoder_kwargs(dec: Decoder) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``dec``'s architecture (weights come from the state dict)."""
+    return {"box": [list(b) for b in dec.box], "latent_dim": dec.latent_dim, "width": dec.width,
+            "depth": dec.depth, "n_freq": dec.embedding.n_freq, "activation": dec.activation_name,
+            "dtype": str(dec.dtype).removeprefix("torch.")}
+
+
+def save_checkpoint(path: str | os.PathLike, decoder: Decoder, latents: Tensor | None, config: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write ``decoder``, ``latents``, ``extra`` and the ``config`` that made them (the settings) atomically."""
+    payload = {"decoder_kwargs": decoder_kwargs(decoder),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()},
+               "latents": None if latents is None else latents.detach().cpu().clone(), "extra": extra}
+    return save_state(path, "decoder", payload, config)
+
+
+def read_checkpoint(path: str | os.PathLike, config: dict | None = None) -> dict[str, Any]:
+    """The verified contents of a decoder checkpoint: ``decoder_kwargs, state_dict, latents, config, extra``.
+
+    With ``config``, a checkpoint written for another configuration is refused.
 
     Raises
     ------
     CheckpointError
-        Missing file, corrupt or truncated file, a file that is not a madng-lite checkpoint, or
-        a format version this package cannot read.
+        Missing, damaged, truncated or foreign file, another format version, or other settings.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError,
-            AttributeError, IndexError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from e
-    if not isinstance(obj, dict) or obj.get("magic") != _MAGIC:
-        raise CheckpointError(f"{str(path)!r} is not a madng-lite checkpoint")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format version {obj.get('format_version')!r}; "
-                              f"this madng-lite ({obj.get('package_version', '?')} wrote it) reads version "
-                              f"{FORMAT_VERSION}")
-    return obj
+    env = _read_envelope(path, "decoder", config)
+    return dict(env["payload"], config=env["settings"], format_version=env["format_version"],
+                package_version=env["package_version"])
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Decoder, Tensor | None, dict]:

@@ -19,7 +19,6 @@ over ``z`` and a *copy* of the decoder's weights (MAD-LM), from the nearest trai
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -154,7 +153,7 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         raise ValueError(f"latent_dim={latent_dim} but the decoder takes latents of size {decoder.latent_dim}")
     if lam < 0 or adam_iters < 0 or lbfgs_iters < 0:
         raise ValueError(f"need lam, adam_iters, lbfgs_iters >= 0; got {lam}, {adam_iters}, {lbfgs_iters}")
-    from .io import read_checkpoint, save_checkpoint
+    from .io import CheckpointError, read_checkpoint, save_checkpoint
 
     dtype = decoder.dtype
     x, U0 = x.to(dtype), U0.to(dtype)
@@ -186,22 +185,18 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     t0 = time.perf_counter()
     earlier, resumed = 0.0, False   # seconds spent by the runs this one resumes
     if ck is not None and ck.exists():
-        saved = read_checkpoint(ck)
-        if _plain(saved.get("config")) != _plain(cfg):
-            from .io import CheckpointError
-
-            old, new = _plain(saved.get("config") or {}), _plain(cfg)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise CheckpointError(f"checkpoint {str(ck)!r} was written for another configuration (differs in "
-                                  f"{diff}); delete it or use another file")
+        saved = read_checkpoint(ck, config=cfg)  # refuses a damaged file or one from other settings
         extra = saved.get("extra") or {}
+        if extra.get("stage") not in ("adam", "done"):
+            raise CheckpointError(f"checkpoint {str(ck)!r} records no pretraining stage ('adam' or 'done', got "
+                                  f"{extra.get('stage')!r}); delete it to start over")
         decoder.load_state_dict(saved["state_dict"])
         with torch.no_grad():
             Z.copy_(saved["latents"].to(dtype))
         start, history = int(extra.get("adam_done", 0)), list(extra.get("history", []))
         resumed = True
-        earlier = float(extra.get("seconds", (extra.get("report") or {}).get("seconds", 0.0)))
-        if extra.get("stage") == "adam":
+        earlier = float(extra.get("seconds", 0.0))
+        if extra["stage"] == "adam":
             opt.load_state_dict(extra["opt"])
             sched.load_state_dict(extra["sched"])
         else:  # finished run: nothing left to do
@@ -248,11 +243,6 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         save_checkpoint(ck, decoder, Z, cfg, {"stage": "done", "adam_done": adam_iters, "lbfgs_done": lb_done,
                                               "history": history, "report": report.summary(), "seconds": total})
     return Z, report
-
-
-def _plain(obj):
-    """A JSON round trip (tuples -> lists), so that saved and current configurations compare equal."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def nearest_latent(U0_train: Tensor, Z: Tensor, u0_new: Tensor) -> tuple[Tensor, int]:

@@ -220,3 +220,82 @@ def test_blowup_guard_stops_growth_without_nan():
     assert torch.isfinite(res.thetas).all()
     with pytest.raises(ValueError, match="blowup must be > 1"):
         NeuralGalerkin(dec, pde, blowup=0.5)
+
+
+# ----- safe runs: checkpoints, blow-ups, sizes -----------------------------------------------------
+def test_an_evolution_checkpoint_from_another_run_is_refused(tmp_path):
+    """A checkpoint made with another T (or any other setting) must not hand back its trajectory."""
+    from madng_lite.io import CheckpointError
+
+    ck = tmp_path / "run.pt"
+    dec, z, ng = advection_setup(sparse=30, seed=2)
+    long = ng.evolve(dec.flat_theta(), T=0.7, dt=0.05, progress=False, checkpoint=ck, checkpoint_every=1)
+    assert ck.exists() and len(long.thetas) == 15
+    dec, z, ng = advection_setup(sparse=30, seed=2)
+    with pytest.raises(CheckpointError, match=r"other settings \(they differ in \['T', 't_eval'\]\)"):
+        ng.evolve(dec.flat_theta(), T=0.25, dt=0.05, progress=False, checkpoint=ck)
+    dec, z, ng = advection_setup(sparse=30, seed=3)
+    with pytest.raises(CheckpointError, match=r"differ in \['seed'\]"):
+        ng.evolve(dec.flat_theta(), T=0.7, dt=0.05, progress=False, checkpoint=ck)
+
+
+def test_an_evolution_checkpoint_is_loaded_without_unpickling_code(tmp_path):
+    from madng_lite.io import CheckpointError
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    ck = tmp_path / "run.pt"
+    torch.save({"theta": Evil()}, ck)
+    dec, z, ng = advection_setup()
+    with pytest.raises(CheckpointError, match="not loadable as plain data"):
+        ng.evolve(dec.flat_theta(), T=0.1, dt=0.05, progress=False, checkpoint=ck)
+    assert not (tmp_path / "pwned").exists()
+
+
+class _Explosive:
+    """u_t = c u: an exponential growth that a large Euler step turns into a blow-up."""
+
+    name, dim, requires = "explosive", 1, frozenset({"u"})
+
+    def __init__(self, c):
+        self.c = c
+
+    def rhs(self, x, d):
+        return self.c * d["u"]
+
+
+def test_a_blowup_in_the_last_euler_step_raises_and_keeps_what_was_recorded():
+    from madng_lite.solve import DivergenceError
+
+    dec, z, _ = advection_setup()
+    ng = NeuralGalerkin(dec, _Explosive(1e6), z=z, n_points=100)
+    with pytest.raises(DivergenceError, match="blew up at t = 0.1") as info:
+        ng.evolve(dec.flat_theta(), T=0.1, dt=0.1, integrator="euler", progress=False)   # one step: the last
+    part = info.value.result          # the state recorded before the blow-up: t = 0
+    assert part.thetas.shape[0] == 1 and torch.isfinite(part.thetas).all()
+    ng = NeuralGalerkin(dec, _Explosive(1e300), z=z, n_points=100, blowup=None)   # overflow: inf weights
+    with pytest.raises(NonFiniteError, match="non-finite values in theta at t = 1e"):
+        ng.evolve(dec.flat_theta(), T=1e10, dt=1e10, integrator="euler", progress=False)
+
+
+def test_2d_default_points_suit_the_dimension_and_huge_grids_are_refused():
+    box2 = [(0.0, 1.0), (0.0, 1.0)]
+    dec = Decoder(box2, width=10, depth=2, seed=0)
+    ng = NeuralGalerkin(dec, make_pde("allen_cahn", dim=2))
+    assert ng.x.shape == (2500, 2)
+    with pytest.raises(ValueError, match=r"1000000 sample points with \d+ Jacobian columns need about .* GiB.*per axis"):
+        NeuralGalerkin(Decoder(box2, width=300, depth=8, seed=0), make_pde("allen_cahn", dim=2), n_points=1000)
+    with pytest.raises(ValueError, match=f"between 1 and the number of parameters p = {dec.n_params}"):
+        NeuralGalerkin(dec, make_pde("allen_cahn", dim=2), sparse=dec.n_params + 1)
+
+
+def test_the_ng_residual_is_recorded_per_step():
+    dec, z, ng = advection_setup(sparse=30, seed=2)
+    res = ng.evolve(dec.flat_theta(), T=0.2, dt=0.02, progress=False)
+    assert res.residuals.shape == (10,) and torch.allclose(res.residual_times, 0.02 * torch.arange(10.0).double())
+    # advection keeps the exact solution in the network's manifold: the tangent space holds f well
+    assert 0 < float(res.residuals.max()) < 0.5
+    dense = advection_setup()[2].evolve(dec.flat_theta(), T=0.2, dt=0.02, progress=False)
+    assert float(dense.residuals.max()) < float(res.residuals.min())   # all columns fit better than 30

@@ -53,25 +53,87 @@ def test_errors(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", _decoder(), torch.zeros(2, 4), {})
     data = good.read_bytes()
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="damaged, truncated"):
         load_checkpoint(tmp_path / "trunc.pt")
     (tmp_path / "junk.pt").write_bytes(b"this is not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="damaged, truncated"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"theta": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a madng-lite checkpoint"):
+    with pytest.raises(CheckpointError, match="foreign"):
         load_checkpoint(tmp_path / "other.pt")
-    raw = read_checkpoint(good)
-    raw["format_version"] = FORMAT_VERSION + 1
-    torch.save(raw, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="format version 2"):
+    env = torch.load(good, weights_only=True)
+    torch.save(dict(env, format_version=FORMAT_VERSION + 1), tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1}"):
         load_checkpoint(tmp_path / "future.pt")
-    raw["format_version"] = FORMAT_VERSION
-    raw["decoder_kwargs"] = dict(raw["decoder_kwargs"], width=7)
-    torch.save(raw, tmp_path / "mismatch.pt")
+    torch.save(dict(env, kind="evolution"), tmp_path / "kind.pt")
+    with pytest.raises(CheckpointError, match="'evolution' state, not a 'decoder' one"):
+        load_checkpoint(tmp_path / "kind.pt")
+    # an edited payload (the digest was not updated) is damaged ...
+    torch.save(dict(env, payload=dict(env["payload"], decoder_kwargs=dict(env["payload"]["decoder_kwargs"],
+                                                                             width=7))), tmp_path / "edit.pt")
+    with pytest.raises(CheckpointError, match="damaged: its contents do not match"):
+        load_checkpoint(tmp_path / "edit.pt")
+    # ... and one whose digest was updated too loads, but its weights do not fit
+    from madng_lite.io import save_state
+    save_state(tmp_path / "mismatch.pt", "decoder",
+               dict(env["payload"], decoder_kwargs=dict(env["payload"]["decoder_kwargs"], width=7)), {})
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "mismatch.pt")
     assert issubclass(CheckpointError, ValueError)
-    with pytest.raises(ValueError, match=r"config\['out'\] holds a \w*Path"):
+    with pytest.raises(ValueError, match=r"settings\['out'\] holds a \w*Path"):
         save_checkpoint(tmp_path / "bad.pt", _decoder(), None, {"out": tmp_path})
-    assert not (tmp_path / "bad.pt").exists()
+    assert not (tmp_path / "bad.pt").exists() and not list(tmp_path.glob(".bad.pt*"))
+
+
+def test_a_flipped_bit_in_the_weights_is_refused(tmp_path):
+    """One bit flipped inside a tensor's stored bytes: torch.load reads it silently; the digest does not."""
+    Z = torch.arange(1.0, 65.0, dtype=torch.float64).reshape(16, 4) / 7
+    path = save_checkpoint(tmp_path / "ck.pt", _decoder(), Z, {"a": 1})
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(Z.numpy().tobytes())
+    assert at > 0
+    data[at + 100] ^= 0x10
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)   # loads without complaint ...
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)             # ... but the digest catches it
+
+
+def test_other_settings_are_refused_with_the_differing_keys(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.pt", _decoder(), None, {"lam": 0.01, "seed": 0, "sizes": (1, 2)})
+    assert read_checkpoint(path, config={"lam": 0.01, "seed": 0, "sizes": [1, 2]})["config"]["lam"] == 0.01
+    with pytest.raises(CheckpointError, match=r"other settings \(they differ in \['seed'\]\)"):
+        read_checkpoint(path, config={"lam": 0.01, "seed": 1, "sizes": [1, 2]})
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (str(self.target), "w"))
+
+
+def test_a_malicious_pickle_is_refused_without_running_it(tmp_path):
+    target = tmp_path / "pwned"
+    torch.save({"magic": "madng-lite-checkpoint", "payload": _Evil(target)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="not loadable as plain data"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not target.exists()
+
+
+def test_json_state_round_trip_and_damage(tmp_path):
+    from madng_lite.io import load_json_state, save_json_state
+
+    path = save_json_state(tmp_path / "s.json", "samples", {"rows": [1.5, 2.5]}, {"seed": 3})
+    assert load_json_state(path, "samples", {"seed": 3}) == {"rows": [1.5, 2.5]}
+    with pytest.raises(CheckpointError, match="other settings"):
+        load_json_state(path, "samples", {"seed": 4})
+    path.write_text(path.read_text().replace("2.5", "2.25"))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_json_state(path, "samples", {"seed": 3})
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(CheckpointError, match="damaged or truncated"):
+        load_json_state(path, "samples")
+    with pytest.raises(ValueError):
+        save_json_state(tmp_path / "nan.json", "samples", {"x": float("nan")})

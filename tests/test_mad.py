@@ -192,3 +192,22 @@ def test_pretraining_time_adds_up_over_resumes(tmp_path):
     before = ck.read_bytes()
     _, again = pretrain(_decoder(fam.box), fam.x, fam.U0, **kw)   # finished: loaded, not re-saved
     assert again.seconds == rep.seconds and again.seconds_this_run < rep.seconds and ck.read_bytes() == before
+
+
+def test_a_checkpoint_without_its_stage_is_refused_not_taken_as_finished(tmp_path):
+    """A checkpoint whose ``stage`` field is missing must not be read as a finished pretraining."""
+    from madng_lite.io import CheckpointError, save_checkpoint
+
+    fam = make_family("kdv", 4, seed=0, n_grid=32)
+    ck = tmp_path / "ck.pt"
+    kw = dict(adam_iters=20, lbfgs_iters=0, lr=1e-2, progress=False, checkpoint=ck, checkpoint_every=10)
+    dec = _decoder(fam.box)
+    pretrain(dec, fam.x, fam.U0, **kw)
+    saved = read_checkpoint(ck)
+    extra = {k: v for k, v in saved["extra"].items() if k != "stage"}
+    save_checkpoint(ck, dec, saved["latents"], saved["config"], extra)   # a valid file, no stage
+    with pytest.raises(CheckpointError, match="records no pretraining stage"):
+        pretrain(_decoder(fam.box), fam.x, fam.U0, **kw)
+    # and other settings are refused, naming the field
+    with pytest.raises(CheckpointError, match=r"differ in \['lam'\]"):
+        pretrain(_decoder(fam.box), fam.x, fam.U0, lam=0.5, **kw)
