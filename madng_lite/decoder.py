@@ -176,6 +176,29 @@ class Decoder(nn.Module):
         d = self.unflatten(theta)
         return [(d[f"layers.{i}.weight"], d[f"layers.{i}.bias"]) for i in range(len(self.layers))]
 
+    @torch.no_grad()
+    def fold_latent(self, z: Tensor) -> "Decoder":
+        """The same function of ``x`` with ``z`` frozen, as a decoder without latent input.
+
+        The first layer sees ``[phi(x), z]``, so ``W_1 [phi; z] + b_1 = W_phi phi + (b_1 + W_z z)``:
+        with ``z`` fixed, the weights ``W_z`` only shift the bias. Their Jacobian columns are
+        ``z_j`` times the bias columns (exactly redundant), so Neural Galerkin evolves the folded
+        network, whose parameters are the others (book: Chapter 3, Neural Galerkin).
+        """
+        if self.latent_dim == 0:
+            raise ValueError("this decoder has no latent to fold")
+        z = torch.as_tensor(z, dtype=self.dtype, device=self.layers[0].weight.device).reshape(-1)
+        if z.shape[0] != self.latent_dim:
+            raise ValueError(f"z must have {self.latent_dim} entries, got {z.shape[0]}")
+        out = Decoder(self.box, 0, self.width, self.depth, self.embedding.n_freq, self.activation_name,
+                      dtype=self.dtype).to(self.layers[0].weight.device)
+        out.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("layers.0.")},
+                            strict=False)
+        F = self.embedding.out_features
+        out.layers[0].weight.copy_(self.layers[0].weight[:, :F])
+        out.layers[0].bias.copy_(self.layers[0].bias + self.layers[0].weight[:, F:] @ z)
+        return out
+
     @property
     def has_fast_path(self) -> bool:
         """True when every activation is a fixed :class:`Smooth` one (no parameters)."""

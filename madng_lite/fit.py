@@ -125,7 +125,6 @@ def run_lbfgs(params: list[Tensor], loss_fn: Callable[[], Tensor], max_iter: int
     return int(lb.state[lb._params[0]].get("n_iter", 0))
 
 
-@torch.no_grad()
 def levenberg_marquardt(dec: Decoder, x: Tensor, u_target: Tensor, z: Tensor | None = None, iters: int = 100,
                         mu: float = 1e-3, progress: bool = True, tol: float | None = None) -> float:
     """Minimise ``||u(x; z, theta) - u_target||^2`` over theta by Levenberg-Marquardt, in place.
@@ -133,33 +132,17 @@ def levenberg_marquardt(dec: Decoder, x: Tensor, u_target: Tensor, z: Tensor | N
     Each step solves ``(J^T J + lam I) d = J^T r`` with ``lam = mu * mean diag(J^T J)`` (primal or
     dual form, :func:`madng_lite.solve.lstsq_solve`); ``mu`` shrinks after a step that lowers the
     loss and grows after one that does not. Stops early once the mean squared error is below
-    ``tol`` (if given). Returns the final relative L2 error.
+    ``tol`` (if given). Returns the final relative L2 error. (The same steps as the last phase of
+    :func:`madng_lite.fitting.fit_sample`, which can also move the latent.)
     """
-    from .solve import lstsq_solve
+    from .fitting import _lm_steps, _Tracker
 
     fast = FastMLP(dec)
-    theta = dec.flat_theta()
-
-    def residual(th: Tensor) -> tuple[Tensor, dict]:
-        d, st = fast.forward(th, x, z, ("u",), need_jac=True)
-        return d["u"] - u_target, st
-
-    r, st = residual(theta)
-    loss = float(r @ r)
-    n = u_target.shape[0]
-    for _ in tqdm(range(iters), desc="fit (LM)", disable=not progress):
-        if tol is not None and loss / n < tol:
-            break
-        try:
-            step = lstsq_solve(fast.jac(st), r, "ridge", ridge=mu)
-        except FloatingPointError:
-            mu *= 10
-            continue
-        r_new, st_new = residual(theta - step)
-        new = float(r_new @ r_new)
-        if new < loss:
-            theta, r, st, loss, mu = theta - step, r_new, st_new, new, max(mu / 3, 1e-12)
-        else:
-            mu = min(mu * 4, 1e6)
-    dec.load_flat(theta)
-    return (loss / float(u_target @ u_target)) ** 0.5
+    target = u_target.reshape(-1).to(x)
+    track = _Tracker(tol if tol is not None else 0.0, ())
+    with torch.no_grad():
+        track.see(float(((fast.forward(dec.flat_theta(), x, z, ("u",))[0]["u"] - target) ** 2).mean()), [])
+        _lm_steps(dec, fast, x, target, None if z is None else z.detach().to(x), False, True, iters, track, list,
+                  mu=mu, progress=progress)
+        u = fast.forward(dec.flat_theta(), x, z, ("u",))[0]["u"]
+    return float(torch.linalg.norm(u - target) / torch.linalg.norm(target))

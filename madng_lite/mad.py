@@ -269,103 +269,44 @@ class FinetuneResult:
     converged: bool
     history: list[float] = field(default_factory=list)
     first_below: dict[str, int | None] = field(default_factory=dict)  # threshold -> first iteration below it
-    best_iter: int = 0  # the Adam iteration whose (z, theta) is returned: the lowest MSE seen
-    lm_iters: int = 0   # Levenberg-Marquardt steps allowed after Adam (0: none were run)
+    best_iter: int = 0  # the iteration whose (z, theta) is returned: the lowest MSE seen
+    lm_iters: int = 0   # Levenberg-Marquardt steps taken after Adam
+    fit: object = None  # the full :class:`madng_lite.fitting.FitResult`
 
 
 def finetune(decoder: Decoder, x: Tensor, u0_new: Tensor, z0: Tensor | None = None, mode: str = "L",
              lr: float = 1e-2, max_iters: int = 2000, tol: float = 1e-5, lam: float = 0.01, seed: int = 0,
              data_scale: float = 1.0, progress: bool = False,
-             thresholds: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7), lm_iters: int = 0) -> FinetuneResult:
-    """Fit a new sample ``u0_new`` (n,) by Adam: MAD-L (``z`` only) or MAD-LM (``z`` and theta).
+             thresholds: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7), lm_iters: int = 0,
+             lbfgs_iters: int = 0) -> FinetuneResult:
+    """Fit a new sample ``u0_new`` (n,): MAD-L (``z`` only) or MAD-LM (``z`` and theta).
 
-    ``z0=None`` starts from a random latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep
-    copy of ``decoder``; the pretrained one is never modified. Stops as soon as the reconstruction
-    MSE ``mean((u - u0_new)^2)`` is below ``tol`` (``iters`` counts the Adam steps taken);
-    ``first_below`` records the first iteration at which the MSE fell below each of ``thresholds``
-    (to compare starts at a common tolerance). Adam is not monotone: a run can get below ``1e-6``
-    and climb back to ``1e-3`` later, so the lowest-MSE iterate seen is what is returned (``mse``
-    is its MSE, ``best_iter`` its iteration). The loss is
-    ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
-
-    ``lm_iters > 0`` (MAD-LM only): if Adam stops above ``tol``, up to ``lm_iters`` Levenberg-Marquardt
-    steps on theta with ``z`` fixed (:func:`madng_lite.fit.levenberg_marquardt`) follow. A Gauss-Newton
-    method gets far below Adam's floor: on full-size AC2D, 50 steps took a fine-tuned MSE from 1.1e-7
-    to 2.3e-10 in 8 s (Chapter 9).
+    A thin layer over :func:`madng_lite.fitting.fit_sample` (the one fit every arm of a comparison
+    uses): Adam for up to ``max_iters`` steps, then up to ``lbfgs_iters`` L-BFGS evaluations and
+    ``lm_iters`` Levenberg-Marquardt steps on the same parameters, each phase skipped once the
+    reconstruction MSE ``mean((u - u0_new)^2)`` is below ``tol``. ``z0=None`` starts from a random
+    latent ``N(0, I)`` drawn from ``seed``. MAD-LM trains a deep copy of ``decoder``; the pretrained
+    one is never modified. Adam is not monotone, so the lowest-MSE iterate seen is returned (``mse``,
+    ``best_iter``); ``first_below`` records the first iteration below each of ``thresholds``. The loss
+    is ``sum_k (u - u0_new)^2 / data_scale + lam * mean(z^2)`` (``data_scale``: see :func:`pretrain`).
     """
+    from .fitting import fit_sample
+
     if mode not in ("L", "LM"):
         raise ValueError(f"unknown fine-tuning mode {mode!r}; known: 'L' (latent), 'LM' (latent and weights)")
-    if lm_iters < 0 or (lm_iters > 0 and mode != "LM"):
-        raise ValueError(f"lm_iters must be >= 0, and > 0 only with mode 'LM' (it moves theta); got {lm_iters}, {mode!r}")
-    if max_iters < 0 or not tol > 0 or not data_scale > 0:
-        raise ValueError(f"need max_iters >= 0, tol > 0 and data_scale > 0; got {max_iters}, {tol}, {data_scale}")
-    _check_data(decoder, x, u0_new.reshape(1, -1))
-    dtype = decoder.dtype
-    x, u0 = x.to(dtype), u0_new.reshape(-1).to(dtype)
     if z0 is None:
-        z0 = torch.randn(decoder.latent_dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+        z0 = random_latent(decoder.latent_dim, seed)
     z0 = torch.as_tensor(z0).reshape(-1)
     if z0.shape[0] != decoder.latent_dim:
         raise ValueError(f"z0 must have {decoder.latent_dim} entries, got {z0.shape[0]}")
-    z = z0.detach().clone().to(x.device, dtype).requires_grad_(True)
-    dec = copy.deepcopy(decoder) if mode == "LM" else decoder
-    for p in dec.parameters() if mode == "LM" else ():
-        p.grad = None
-    fast = FastMLP(dec) if dec.has_fast_path else None
-    params = list(dec.parameters()) if mode == "LM" else []
-    theta_fixed = None if mode == "LM" else dec.flat_theta()
-    opt = torch.optim.Adam([z] + params, lr=lr)
-    t0 = time.perf_counter()
-    history: list[float] = []
-    it, mse, converged = 0, float("inf"), False
-    best_mse, best_iter, best = float("inf"), 0, None
-    first_below: dict[str, int | None] = {}
-    bar = tqdm(total=max_iters, desc=f"fine-tune (MAD-{mode})", disable=not progress)
-    while True:
-        theta = torch.cat([p.reshape(-1) for p in params]) if mode == "LM" else theta_fixed
-        u = _predict(dec, fast, theta, x, z[None], ("u",))["u"][0]
-        err2 = (u - u0) ** 2
-        mse = float(err2.detach().mean())
-        for thr in thresholds:
-            if mse < thr:
-                first_below.setdefault(f"{thr:g}", it)
-        if it % 50 == 0:
-            history.append(mse)
-        if not math.isfinite(mse):
-            break  # the best iterate seen so far is returned below
-        if mse < best_mse:
-            best_mse, best_iter = mse, it
-            best = [z.detach().clone()] + [p.detach().clone() for p in params]
-        if mse < tol:
-            converged = True
-            break
-        if it >= max_iters:
-            break
-        opt.zero_grad()
-        (err2.sum() / data_scale + lam * (z**2).mean()).backward()
-        opt.step()
-        it += 1
-        bar.update(1)
-    bar.close()
-    if best is None:
-        raise NonFiniteError(f"fine-tuning: the reconstruction MSE is {mse} at the start (z0 or the decoder is not finite)")
-    with torch.no_grad():
-        z.copy_(best[0])
-        for p, b in zip(params, best[1:]):
-            p.copy_(b)
-    for p in params:
-        p.grad = None
-    lm_done = 0
-    if lm_iters > 0 and not converged:
-        from .fit import levenberg_marquardt
+    r = fit_sample(decoder, x, u0_new, z0, train="z" if mode == "L" else "z+theta", adam_iters=max_iters, lr=lr,
+                   lbfgs_iters=lbfgs_iters, lm_iters=lm_iters, tol=tol, lam=lam, data_scale=data_scale,
+                   thresholds=thresholds, progress=progress)
+    history = [m for it, m in r.history if it <= r.iters["adam"] and it % 50 == 0]
+    return FinetuneResult(r.z, r.decoder, r.iters["adam"], r.seconds, r.mse, r.reached, history, r.first_below,
+                          r.best_iter, r.iters["lm"], r)
 
-        levenberg_marquardt(dec, x, u0, z.detach(), iters=lm_iters, progress=progress, tol=tol)
-        with torch.no_grad():
-            u = _predict(dec, fast, dec.flat_theta(), x, z.detach()[None], ("u",))["u"][0]
-        lm_mse = float(((u - u0) ** 2).mean())
-        if not lm_mse <= best_mse * (1 + 1e-9):  # LM only accepts steps that lower the loss
-            raise NonFiniteError(f"fine-tuning: Levenberg-Marquardt raised the MSE from {best_mse:.3e} to {lm_mse:.3e}")
-        best_mse, converged, lm_done = lm_mse, lm_mse < tol, lm_iters
-    first_below = {f"{thr:g}": first_below.get(f"{thr:g}") for thr in thresholds}
-    return FinetuneResult(z.detach(), dec, it, time.perf_counter() - t0, best_mse, converged, history, first_below,
-                          best_iter, lm_done)
+
+def random_latent(latent_dim: int, seed: int) -> Tensor:
+    """A latent drawn from ``N(0, I)`` with ``seed`` (the pretraining prior)."""
+    return torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
