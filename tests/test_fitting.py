@@ -42,7 +42,8 @@ def test_latent_only_leaves_the_decoder_and_weights_move_a_copy(setup):
 
 def test_each_phase_stops_at_the_tolerance(setup):
     x, dec, z0, u0 = setup
-    start = float(((dec(x, z0) - u0) ** 2).mean())
+    with torch.no_grad():
+        start = float(((dec(x, z0) - u0) ** 2).mean())
     r = fit_sample(dec, x, u0, z0, train="z+theta", adam_iters=100, lbfgs_iters=100, lm_iters=100, tol=2 * start)
     assert r.reached and r.total_iters == 0 and r.iters_to_tol == 0
     tol = 0.5 * start
