@@ -118,9 +118,18 @@ class Family:
         if self.name == "kdv" and method == "exact":
             xs = self.x[:, 0].numpy()
             return kdv_solitons(xs[None, :], t_eval[:, None], p["k"], p["eta0"], a=1.0, b=p["b"])
+        return self.solve(i, self.u0_fn(int(i), self.ref_points()).numpy(), t_eval)
+
+    def ref_points(self) -> Tensor:
+        """The reference solver's grid: ``ref_factor`` times finer than ``x`` per dimension, 'ij' order."""
+        return pts.grid(self.box, self.n_grid * self.ref_factor)
+
+    def solve(self, i: int, u0_ref: np.ndarray, t_eval: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The spectral solution of sample ``i``'s PDE from initial values ``u0_ref`` on :meth:`ref_points`,
+        on the grid ``x`` at ``t_eval``, shape ``(len(t_eval), n)`` (e.g. from a network's fit of ``u0``)."""
         m = self.n_grid * self.ref_factor
-        xf = pts.grid(self.box, m)
-        u0 = self.u0_fn(int(i), xf).numpy().reshape((m,) * self.dim)
+        u0 = np.asarray(u0_ref, dtype=np.float64).reshape((m,) * self.dim)
+        t_eval = np.asarray(t_eval, dtype=float).reshape(-1)
         T = float(t_eval.max()) if t_eval.size else 0.0
         if T == 0.0:
             out = np.repeat(u0[None], len(t_eval), 0)

@@ -359,6 +359,7 @@ class NeuralGalerkin:
                     self._save(ck, key, theta, t, step, h, out)
         except NonFiniteError as e:
             e.result = self._result(t_eval, out, step, t_start, n_done)
+            e.t_fail = float(t)   # the time the failing step started from (or reached, for a blown-up state)
             raise
         finally:
             bar.close()
