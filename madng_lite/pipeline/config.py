@@ -104,13 +104,13 @@ def eval_times(cfg: RunConfig) -> list[float]:
 # Full sizes follow the paper's networks (METHOD.md section 2); the choices that are ours are
 # argued in the book (chapters on each benchmark) and chosen on validation samples.
 FULL: dict[str, RunConfig] = {
-    "kdv": RunConfig("kdv", 50, 5, 10, 256, 20, 1, 5, 4, 0.01, 2000, 1000, 1e-2, ("ux",), "LM", 2000, 1e-3, 1e-7,
+    "kdv": RunConfig("kdv", 50, 10, 10, 256, 20, 1, 5, 4, 0.01, 2000, 1000, 1e-2, ("ux",), "LM", 2000, 1e-3, 1e-7,
                      1.0, 5e-4, 1000, None, 11, ridge=1e-8, ft_lm_iters=100),
-    "burgers": RunConfig("burgers", 64, 5, 10, 256, 30, 4, 30, 1, 0.01, 2000, 1000, 1e-3, ("ux",), "LM", 2000, 1e-3,
+    "burgers": RunConfig("burgers", 64, 10, 10, 256, 30, 4, 30, 1, 0.01, 2000, 1000, 1e-3, ("ux",), "LM", 2000, 1e-3,
                          1e-7, 1.0, 1e-3, 1000, 400, 11, ft_lm_iters=100),
-    "ac1d": RunConfig("ac1d", 64, 5, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 2000, 1e-3,
+    "ac1d": RunConfig("ac1d", 64, 10, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 2000, 1e-3,
                       1e-7, 2.0, 1e-3, 1000, 400, 11, ft_lm_iters=100),
-    "ac2d": RunConfig("ac2d", 180, 5, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 2000, 1e-3, 1e-9,
+    "ac2d": RunConfig("ac2d", 180, 10, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 2000, 1e-3, 1e-9,
                       2.0, 5e-3, 50, 1500, 11, ft_lm_iters=100, fit_stride=2, dense_compare=1),
 }
 
@@ -119,9 +119,9 @@ _Q = dict(n_train=12, n_val=1, n_test=2, adam_iters=300, lbfgs_iters=200, ft_ite
 QUICK: dict[str, RunConfig] = {
     "kdv": replace(FULL["kdv"], **_Q, n_grid=128, ft_tol=1e-6, T=0.1, n_points=128, report_times=(0.0, 0.05)),
     "burgers": replace(FULL["burgers"], **_Q, n_grid=64, width=20, depth=2, latent_dim=8, lr=1e-2, ft_tol=1e-5,
-                       T=0.1, dt=2e-3, n_points=128, sparse=300, report_times=(0.0, 0.05)),
+                       T=0.1, dt=2e-3, n_points=128, sparse=400, report_times=(0.0, 0.05)),
     "ac1d": replace(FULL["ac1d"], **_Q, n_grid=64, width=20, depth=2, latent_dim=8, lr=1e-2, ft_tol=1e-5,
-                    T=0.2, dt=4e-3, n_points=128, sparse=300, report_times=(0.0, 0.1)),
+                    T=0.2, dt=4e-3, n_points=128, sparse=400, report_times=(0.0, 0.1)),
     "ac2d": replace(FULL["ac2d"], **_Q, n_grid=16, width=20, depth=2, latent_dim=20, lr=1e-2, ft_tol=1e-6,
                     T=0.2, dt=4e-3, n_points=16, sparse=400, report_times=(0.0, 0.1)),
 }
