@@ -20,51 +20,12 @@ from tqdm.auto import tqdm
 
 from . import points as pts
 from .decoder import Decoder
-from .derivatives import FastMLP, derivs_generic, jacobian_generic
+from .derivatives import FastMLP
+from .engine import DEFAULT_POINTS, GenericPath, check_memory
 from .solve import DivergenceError, NonFiniteError, check_finite, lstsq_solve
 from .sparse import draw_indices
 
 INTEGRATORS = ("euler", "rk4", "rk45")
-DEFAULT_POINTS = {1: 1000, 2: 50}   # per axis on a grid: 1000 points in 1D, 2500 in 2D
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
-
-
-def check_memory(n: int, decoder: Decoder, sparse: int | None, dtype: torch.dtype) -> None:
-    """Refuse ``n`` sample points whose Jacobian block (``n x s``, or ``n x p`` dense) and the
-    forward state would take more than half of this machine's memory; name the sizes."""
-    cols = decoder.n_params if sparse is None else int(sparse)
-    units = sum(lin.in_features + lin.out_features + 1 for lin in decoder.layers)
-    nbytes = (2 * n * cols + 4 * n * units) * torch.finfo(dtype).bits // 8
-    limit = _physical_memory() // 2
-    if nbytes > limit:
-        raise ValueError(f"{n} sample points with {cols} Jacobian columns need about {nbytes / 2**30:.1f} GiB, "
-                         f"more than half of this machine's memory ({limit / 2**30:.1f} GiB): use fewer points "
-                         f"(n_points is per axis on a {decoder.dim}-D grid) or a sparse update")
-
-
-class _GenericPath:
-    """The ``torch.func`` path behind the same interface as :class:`FastMLP`."""
-
-    def __init__(self, dec: Decoder) -> None:
-        self.dec = dec
-
-    def forward(self, theta, x, z, requires, need_jac=False):
-        d = derivs_generic(self.dec, theta, x, z, requires)
-        return d, ({"J": jacobian_generic(self.dec, theta, x, z)} if need_jac else {})
-
-    def jac(self, state, cols=None):
-        return state["J"] if cols is None else state["J"][:, cols.to(state["J"].device)]
-
-    def col_norms2(self, state):
-        return (state["J"] ** 2).sum(0)
-
-
 @dataclass
 class NGResult:
     """Output of :meth:`NeuralGalerkin.evolve`: ``thetas[i]`` is theta at ``times[i]``."""
@@ -130,7 +91,7 @@ class NeuralGalerkin:
         self.sparse, self.solver, self.ridge, self.rcond = sparse, solver, ridge, rcond
         n_total = self.n_points if resample else self.n_points ** decoder.dim
         check_memory(n_total, decoder, sparse, self.dtype)
-        self.engine = FastMLP(decoder) if path == "fast" else _GenericPath(decoder)
+        self.engine = FastMLP(decoder) if path == "fast" else GenericPath(decoder)
         self.seed = int(seed)
         self.gen = torch.Generator().manual_seed(self.seed)
         self.x = pts.grid(decoder.box, self.n_points, self.dtype, self.device)

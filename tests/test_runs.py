@@ -306,6 +306,7 @@ def test_full_size_runs_are_refused_from_uncommitted_code(tmp_path, capsys, monk
     from madng_lite.pipeline import run as run_mod
 
     monkeypatch.setattr(run_mod, "git_commit", lambda: "0123abc+dirty")
+    monkeypatch.setenv("MADNG_QUICK", "0")      # a full-size run (refused before any work)
     out = tmp_path / "run"
     assert main(["run", "kdv", "--out", str(out)]) == 2
     one_line_error(capsys, "uncommitted changes")

@@ -225,7 +225,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.sobolev:
         _need(cfg.fit_stride == 1, "sobolev", "derivative terms need the whole grid (fit_stride = 1)")
     from ..decoder import Decoder
-    from ..galerkin import check_memory
+    from ..engine import check_memory
 
     box = [(0.0, 1.0)] * cfg.dim
     try:

@@ -144,6 +144,8 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None | str
         rd.write_json("results.json", result)
         clock.save()
         rd.remove("samples.partial.pt")
+        for f in rd.path.glob("evolve_*.pt"):   # left by a run killed between a sample and its clean-up
+            f.unlink()
         return result
 
 
