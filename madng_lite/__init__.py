@@ -6,10 +6,11 @@ that derives it.
 __version__ = "0.1.0"
 
 from . import (  # noqa: E402
-    config, data, decoder, derivatives, embedding, fit, fitting, galerkin, io, mad, metrics, pdes, points, reference,
-    solve, sparse,
+    config, data, decoder, derivatives, embedding, fit, fitting, galerkin, io, mad, manifold, metrics, pdes,
+    points, reference, solve, sparse,
 )
 from .config import quick_mode, set_seed, setup, size  # noqa: E402
 
 __all__ = ["__version__", "quick_mode", "set_seed", "setup", "size", "config", "data", "decoder", "derivatives",
-           "embedding", "fit", "fitting", "galerkin", "io", "mad", "metrics", "pdes", "points", "reference", "solve", "sparse"]
+           "embedding", "fit", "fitting", "galerkin", "io", "mad", "manifold", "metrics", "pdes", "points",
+           "reference", "solve", "sparse"]

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic
 from .fit import run_lbfgs
+from .manifold import initial_latents
 from .solve import NonFiniteError
 
 __all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
@@ -166,8 +167,7 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     sigma = float((U0**2).mean().sqrt().clamp_min(1e-150)) if normalize else 1.0
     fit_targets = {k: v / sigma for k, v in targets.items()}
     finished = False
-    g = torch.Generator().manual_seed(int(seed))
-    Z = torch.randn(N, decoder.latent_dim, generator=g, dtype=torch.float64).to(x.device, dtype).requires_grad_(True)
+    Z = initial_latents(N, decoder.latent_dim, seed).to(x.device, dtype).requires_grad_(True)
     params = list(decoder.parameters())
     fast = FastMLP(decoder) if decoder.has_fast_path else None
 

@@ -73,6 +73,8 @@ def check_run(out: Path, name: str, capsys) -> dict:
             assert all(v is not None and math.isfinite(v) for v in ev["mse"]["max"] + ev["stepping_mse"]["max"])
             assert ev["p"] == r["n_params_evolved"] < r["n_params"]       # the latent is folded in
     assert r["environment"]["madng_lite"] == __version__ and r["runs"] == 1
+    m = r["manifold"]
+    assert m["n_samples"] == cfg.n_train and m["moved"] > 0 and -1 <= m["rank_corr"] <= 1
     assert set(r["timings"]) >= {"data", "truth", "pretrain", "samples", "report", "wall"}
     assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG" and not (out / "samples.partial.pt").exists()
     assert not list(out.glob("evolve_*.pt")) and not list(out.glob(".*.tmp"))

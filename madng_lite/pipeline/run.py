@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import environment, quick_mode, resolve_device, set_seed
+from ..manifold import initial_latents, manifold_report
 from .config import resolve
 from .context import SPLITS, Context, git_commit, make_context
 from .figure import figure_png
@@ -115,8 +116,9 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None | str
         clock.save()
         dec, Z, prep = pretrain_stage(ctx)
         clock.add("pretrain", prep.seconds_this_run or 0.0)
-        clock.save()
         U0_fit = ctx.train.U0[:, ctx.fit_idx].to(dev)
+        manifold = manifold_report(U0_fit, Z, initial_latents(cfg.n_train, cfg.latent_dim, ctx.seed))
+        clock.save()
         samples, preds = _load_partial(ctx)
         bar = tqdm(range(len(ctx.scored)), desc=f"{name}: {split} samples", disable=not progress,
                    initial=len(samples))
@@ -137,6 +139,7 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None | str
             clock.add("baselines", time.perf_counter() - t0)
             clock.save()
         result = _results(ctx, cfg, dec, prep, samples, np.stack(preds), base, clock, quick, command, overrides)
+        result["manifold"] = clean(manifold)
         t0 = time.perf_counter()
         rd.write_bytes("figure.png", figure_png(ctx.fam, ctx.t_eval, ctx.truths[0], preds[0], samples, name, base))
         clock.add("report", time.perf_counter() - t0)
