@@ -1,0 +1,86 @@
+"""Throughput of MAD-L fine-tuning: B latents in one batched optimisation against a loop of single fits.
+
+For each benchmark, the decoder a validation run pretrained (``results/val/NAME/pretrained.pt``,
+the full-size network) fine-tunes the latents of B samples of the family for a fixed number of
+Adam iterations (a tolerance no run reaches, so both do the same work), once with
+:func:`madng_lite.batch.fit_latents` and once sample by sample with
+:func:`madng_lite.fitting.fit_sample`. It prints samples per second for both, their ratio, and the
+largest difference of the results (relative), all measured in one run on one thread, in CPU
+time of the process (the machine is shared).
+
+    OMP_NUM_THREADS=1 python benchmarks/batch_bench.py --out results/batch_bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from madng_lite.batch import fit_latents
+from madng_lite.data import make_family
+from madng_lite.fitting import fit_sample
+from madng_lite.io import load_checkpoint
+from madng_lite.mad import nearest_latent
+from madng_lite.pipeline import FULL
+from madng_lite.pipeline.context import fit_index
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(name: str, runs: Path, B: int, iters: int) -> dict:
+    cfg = FULL[name]
+    dec, Z, _ = load_checkpoint(runs / name / "pretrained.pt")
+    scale = torch.load(runs / name / "pretrained.pt", weights_only=True)["payload"]["extra"]["report"]["data_scale"]
+    fam = make_family(name, cfg.n_train + B, seed=0, n_grid=cfg.n_grid, stochastic=name != "kdv", T=cfg.T)
+    idx = fit_index(cfg.n_grid, fam.dim, cfg.fit_stride)
+    x, U0 = fam.x[idx], fam.U0[cfg.n_train:, idx]
+    Z0 = torch.stack([nearest_latent(fam.U0[: cfg.n_train, idx], Z, u)[0] for u in U0])
+    kw = dict(adam_iters=iters, lr=cfg.ft_lr, tol=1e-300, lam=cfg.lam, data_scale=scale)
+    # CPU time of this process: on a shared machine it does not count the time others hold the core
+    t0 = time.process_time()
+    batched = fit_latents(dec, x, U0, Z0, **kw)
+    t_batch = time.process_time() - t0
+    t0 = time.process_time()
+    ones = [fit_sample(dec, x, u, z, train="z", **kw) for u, z in zip(U0, Z0)]
+    t_loop = time.process_time() - t0
+    dz = max(float((batched["z"][b] - o.z).norm() / o.z.norm()) for b, o in enumerate(ones))
+    return {"B": B, "adam_iters": iters, "points": x.shape[0], "p": dec.n_params, "seconds_batched": t_batch,
+            "seconds_loop": t_loop, "throughput_ratio": t_loop / t_batch, "max_rel_diff_z": dz}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--benchmarks", nargs="+", default=["kdv", "burgers", "ac1d", "ac2d"])
+    ap.add_argument("--runs", default=str(ROOT / "results" / "val"))
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    load0 = os.getloadavg()
+    rows = {}
+    print("| benchmark | B | points | p | batched CPU s | loop CPU s | samples/s batched | samples/s loop | ratio | "
+          "max rel. diff of z |")
+    print("|" + "---|" * 10)
+    for name in args.benchmarks:
+        if not (Path(args.runs) / name / "pretrained.pt").exists():
+            print(f"| {name} | (no pretrained decoder in {args.runs}) |")
+            continue
+        r = rows[name] = bench(name, Path(args.runs), args.batch, args.iters)
+        print(f"| {name} | {r['B']} | {r['points']} | {r['p']} | {r['seconds_batched']:.2f} | "
+              f"{r['seconds_loop']:.2f} | {r['B'] / r['seconds_batched']:.1f} | {r['B'] / r['seconds_loop']:.1f} | "
+              f"{r['throughput_ratio']:.1f}x | {r['max_rel_diff_z']:.1e} |")
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": torch.get_num_threads(),
+            "load_average_start": load0, "load_average_end": os.getloadavg(), "machine": platform.machine()}
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

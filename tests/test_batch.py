@@ -1,0 +1,46 @@
+"""Many latents fine-tuned at once (madng_lite.batch.fit_latents) give the numbers of one at a time."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from madng_lite.batch import fit_latents
+from madng_lite.data import make_family
+from madng_lite.decoder import Decoder
+from madng_lite.fitting import fit_sample
+from madng_lite.mad import nearest_latent, pretrain
+
+
+@pytest.fixture(scope="module")
+def model():
+    fam = make_family("burgers", 14, seed=3, n_grid=32)
+    train, test = fam.subset(range(8)), fam.subset(range(8, 14))
+    dec = Decoder(fam.box, latent_dim=4, width=12, depth=2, seed=0)
+    Z, rep = pretrain(dec, fam.x, train.U0, adam_iters=150, lbfgs_iters=0, lr=1e-2, progress=False, normalize=True)
+    return fam, train, test, dec, Z, rep.data_scale
+
+
+@pytest.mark.parametrize("lam,lm", [(0.0, 0), (0.01, 0), (0.01, 15)])
+def test_batched_latents_equal_one_at_a_time(model, lam, lm):
+    fam, train, test, dec, Z, scale = model
+    Z0 = torch.stack([nearest_latent(train.U0, Z, u)[0] for u in test.U0])
+    # a tolerance that some samples reach in Adam, some in LM and some never
+    kw = dict(adam_iters=120, lr=2e-2, lm_iters=lm, tol=1.5e-2, lam=lam, data_scale=scale)
+    batched = fit_latents(dec, fam.x, test.U0, Z0, **kw)
+    ones = [fit_sample(dec, fam.x, u, z, train="z", **kw) for u, z in zip(test.U0, Z0)]
+    for b, one in enumerate(ones):
+        assert torch.allclose(batched["z"][b], one.z, rtol=1e-10, atol=1e-12), b
+        assert abs(float(batched["mse"][b]) - one.mse) <= 1e-10 * one.mse, b
+        assert bool(batched["reached"][b]) == one.reached
+        assert int(batched["adam_iters"][b]) == one.iters["adam"] and int(batched["lm_iters"][b]) == one.iters["lm"]
+        assert int(batched["iters_to_tol"][b]) == (-1 if one.iters_to_tol is None else one.iters_to_tol)
+    reached = batched["reached"].tolist()
+    assert any(reached) and (lm or not all(reached)), reached   # the case mixes stopping points
+
+
+def test_bad_shapes(model):
+    fam, train, test, dec, Z, scale = model
+    with pytest.raises(ValueError, match="same B"):
+        fit_latents(dec, fam.x, test.U0, Z[:2])
+    with pytest.raises(ValueError, match="4 entries"):
+        fit_latents(dec, fam.x, test.U0, torch.zeros(len(test.U0), 3))
