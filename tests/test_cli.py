@@ -76,7 +76,7 @@ def check_run(out: Path, name: str, capsys) -> dict:
     m = r["manifold"]
     assert m["n_samples"] == cfg.n_train and m["moved"] > 0 and -1 <= m["rank_corr"] <= 1
     assert set(r["timings"]) >= {"data", "truth", "pretrain", "samples", "report", "wall"}
-    assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG" and not (out / "samples.partial.pt").exists()
+    assert (out / "figure.png").read_bytes()[:4] == b"\x89PNG" and (out / "samples.pt").exists()
     assert not list(out.glob("evolve_*.pt")) and not list(out.glob(".*.tmp"))
     dec, Z, ck = load_checkpoint(out / "pretrained.pt")
     assert dec.n_params == r["n_params"] and Z.shape == (cfg.n_train, cfg.latent_dim)

@@ -133,10 +133,10 @@ def test_partial_samples_with_fewer_predictions_are_refused(tmp_path, capsys, re
     with pytest.raises(KeyboardInterrupt):
         run_benchmark("burgers", quick=True, out=out, n_test=2)
     monkeypatch.setattr(run_mod, "_save_partial", real)
-    saved = torch.load(out / "samples.partial.pt", weights_only=True)["payload"]
+    saved = torch.load(out / "samples.pt", weights_only=True)["payload"]
     samples = json.loads(saved["samples"])
     # a well-formed file (valid digests, same settings) that holds two samples and one prediction
-    save_state(out / "samples.partial.pt", "samples",
+    save_state(out / "samples.pt", "samples",
                {"samples": json.dumps(samples + samples), "preds": saved["preds"]}, calls[0])
     assert main(_run(out)) == 2
     one_line_error(capsys, "holds 2 samples and 1 predictions")
@@ -311,3 +311,16 @@ def test_full_size_runs_are_refused_from_uncommitted_code(tmp_path, capsys, monk
     assert main(["run", "kdv", "--out", str(out)]) == 2
     one_line_error(capsys, "uncommitted changes")
     assert not out.exists()
+
+
+def test_a_finished_run_keeps_its_samples_and_a_later_run_adds_a_stage(tmp_path, monkeypatch):
+    """Running the command of a finished run again reuses every sample (nothing is recomputed), and
+    adding --baselines then runs only MAD-PINN."""
+    from madng_lite.pipeline import run as run_mod
+
+    out = tmp_path / "run"
+    first = run_benchmark("burgers", quick=True, out=out, n_test=2)
+    monkeypatch.setattr(run_mod, "run_sample", lambda *a, **k: pytest.fail("a finished sample was recomputed"))
+    again = run_benchmark("burgers", quick=True, out=out, n_test=2, baselines=True)
+    assert comparable(again["samples"]) == comparable(first["samples"]) and again["runs"] == 2
+    assert again["baselines"]["n"] == 1 and first["baselines"] is None

@@ -61,20 +61,24 @@ class _Clock:
                                     self.ctx.settings)
 
 
+SAMPLES = "samples.pt"   # the finished samples (kept after the run: a later run can add a stage to them)
+
+
 def _load_partial(ctx: Context) -> tuple[list[dict], list[np.ndarray]]:
-    saved = ctx.rd.load("samples.partial.pt", "samples", ctx.settings)
+    name = SAMPLES if ctx.rd.file(SAMPLES).exists() else "samples.partial.pt"   # the name until 2026-12
+    saved = ctx.rd.load(name, "samples", ctx.settings)
     if saved is None:
         return [], []
     samples, preds = json.loads(saved["samples"]), list(saved["preds"].numpy())
     if len(samples) != len(preds) or len(samples) > len(ctx.scored):
         from ..io import CheckpointError
-        raise CheckpointError(f"{str(ctx.rd.file('samples.partial.pt'))!r} holds {len(samples)} samples and "
+        raise CheckpointError(f"{str(ctx.rd.file(name))!r} holds {len(samples)} samples and "
                               f"{len(preds)} predictions (of {len(ctx.scored)}): damaged; delete it to redo them")
     return samples, preds
 
 
 def _save_partial(ctx: Context, samples: list[dict], preds: list[np.ndarray]) -> None:
-    ctx.rd.save("samples.partial.pt", "samples", {"samples": json.dumps(samples, allow_nan=False),
+    ctx.rd.save(SAMPLES, "samples", {"samples": json.dumps(samples, allow_nan=False),
                                                   "preds": torch.tensor(np.stack(preds))}, ctx.settings)
 
 
