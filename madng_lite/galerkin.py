@@ -265,6 +265,7 @@ class NeuralGalerkin:
         out: list[Tensor] = []
         t, step, h = 0.0, 0, dt
         self._residuals = []
+        self._earlier = 0.0   # seconds spent by the calls this one resumes
         ck = Path(checkpoint) if checkpoint is not None else None
         key = self.run_key(theta0, T, dt, t_eval, integrator, rtol, atol, max_step) if ck is not None else None
         if ck is not None and ck.exists():
@@ -275,6 +276,7 @@ class NeuralGalerkin:
             out = [o.to(self.device, self.dtype) for o in s["out"]]
             self._residuals = [(float(a), float(b)) for a, b in s["residuals"].tolist()]
             self.gen.set_state(s["gen"])
+            self._earlier = float(s.get("seconds", 0.0))
             if self.resample:
                 self.x = s["x"].to(self.device, self.dtype)
         for k in self.timings:
@@ -317,7 +319,7 @@ class NeuralGalerkin:
                     self._check_u(theta, t)   # after the last step no stage looks at u any more
                 n_done += 1
                 if ck is not None and step % int(checkpoint_every) == 0:
-                    self._save(ck, key, theta, t, step, h, out)
+                    self._save(ck, key, theta, t, step, h, out, time.perf_counter() - t_start)
         except NonFiniteError as e:
             e.result = self._result(t_eval, out, step, t_start, n_done)
             e.t_fail = float(t)   # the time the failing step started from (or reached, for a blown-up state)
@@ -327,15 +329,17 @@ class NeuralGalerkin:
         return self._result(t_eval, out, step, t_start, n_done)
 
     def _result(self, t_eval: Tensor, out: list[Tensor], step: int, t_start: float, n_done: int) -> NGResult:
-        self.timings["total"] = time.perf_counter() - t_start
+        self.timings["total"] = time.perf_counter() - t_start          # this call (``attempts`` steps)
+        self.timings["total_over_resumes"] = self._earlier + self.timings["total"]
         res = torch.tensor(self._residuals, dtype=torch.float64).reshape(-1, 2)
         thetas = torch.stack(out) if out else torch.zeros(0, self.p, dtype=self.dtype, device=self.device)
         return NGResult(t_eval[: len(out)], thetas, step, dict(self.timings, attempts=n_done), res[:, 0], res[:, 1])
 
-    def _save(self, ck: Path, key: dict, theta: Tensor, t: float, step: int, h: float, out: list[Tensor]) -> None:
+    def _save(self, ck: Path, key: dict, theta: Tensor, t: float, step: int, h: float, out: list[Tensor],
+              seconds: float) -> None:
         from .io import save_state
 
         save_state(ck, "evolution", {"theta": theta.cpu(), "t": float(t), "step": int(step), "h": float(h),
                                      "out": [o.cpu() for o in out], "gen": self.gen.get_state(),
                                      "residuals": torch.tensor(self._residuals, dtype=torch.float64).reshape(-1, 2),
-                                     "x": self.x.cpu()}, key)
+                                     "x": self.x.cpu(), "seconds": self._earlier + seconds}, key)

@@ -176,6 +176,9 @@ def test_checkpoint_resume_gives_the_same_result(tmp_path, monkeypatch):
     dec, z, ng2 = advection_setup(sparse=30, seed=2)
     resumed = ng2.evolve(dec.flat_theta(), T=0.3, dt=0.02, progress=False, checkpoint=ck, checkpoint_every=5)
     assert torch.equal(resumed.thetas, full)
+    # 15 steps: 5 were done (and checkpointed) before the interruption, 10 now; the time adds up
+    assert resumed.timings["attempts"] == 10 and resumed.n_steps == 15
+    assert resumed.timings["total_over_resumes"] > resumed.timings["total"] > 0
 
 
 def test_clear_errors():
