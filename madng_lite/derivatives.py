@@ -189,15 +189,17 @@ class _Workspace:
         self.W = [w.view(s) for w, s in zip(self.wb.split([o * i for o, i in fast.wb_shapes]), fast.wb_shapes)]
         self.inp = [self.Z[ho[l]: ho[l + 1]] for l in range(len(dec.layers))]
         self.A, self.a, self.D, self.h, self.H, self.q, self.g = [], [], [], [], [], [], []
+        shared: dict[int, tuple[Tensor, Tensor]] = {}  # layers of one width share A and q: fewer cache misses
         for l, lin in enumerate(dec.layers[:-1]):
             o = lin.out_features
-            A, nxt = like.new_empty(o, ns * n), self.Z[ho[l + 1]: ho[l + 2] - 1]
+            A, q = shared.setdefault(o, (like.new_empty(o, ns * n), like.new_empty(o, d, n)))
+            nxt = self.Z[ho[l + 1]: ho[l + 2] - 1]
             self.A.append(A)
             self.a.append(A[:, :n])
             self.D.append(A[:, n:].view(o, order, d, n))
             self.h.append(nxt[:, :n])
             self.H.append(nxt[:, n:].view(o, order, d, n))
-            self.q.append(like.new_empty(o, d, n))
+            self.q.append(q)
             self.g.append(self.GT[go[l]: go[l + 1]])
         self.g.append(self.GT[go[-2]:])
         self.x = self.z = self.versions = None  # the x, z behind the first block of Z
