@@ -170,51 +170,56 @@ class _State(dict):
 class _Workspace:
     """Buffers and views of the fused pass for one ``(n, order)``, cut once and reused.
 
-    ``Z`` holds every layer input side by side: value columns (``H^T``, with a row of ones for
-    the bias) then the derivative streams (zeros in that row); ``A[l]`` the product
-    ``[W_l | b_l] @ Z_l``; ``GT`` the backward pass (book: Chapter 5, Making it fast).
+    ``HT`` holds the values of every layer input (rows) at the ``n`` points (columns), with a row
+    of ones per layer for the bias; the derivative streams of a layer input sit side by side in
+    one ``(units, order d n)`` block, two blocks used in turn (the embedding's has its own);
+    ``a``, ``ad`` receive the products of a layer; ``GT`` the backward pass (book: Chapter 5).
     """
 
     def __init__(self, fast: FastMLP, n: int, order: int, like: Tensor) -> None:
         dec, ho, go = fast.dec, fast.h_off, fast.g_off
-        d = dec.dim
-        ns = 1 + order * d  # streams: value, then d^m u / dx_j^m for m = 1..order, j = 1..d
-        F = dec.embedding.out_features
-        self.Z = like.new_zeros(fast.h_rows, ns * n)
-        self.Z[fast.h_ones, :n] = 1.0
-        self.emb, self.latent = self.Z[:F].view(F * ns, n), self.Z[F: F + dec.latent_dim, :n]
+        d, F = dec.dim, dec.embedding.out_features
+        m = order * d  # derivative streams: d^k u / dx_j^k for k = 1..order, j = 1..d
+        self.HT = like.new_empty(fast.h_rows, n)
+        self.HT[fast.h_ones] = 1.0
+        self.emb, self.latent = self.HT[:F], self.HT[F: F + dec.latent_dim]
         self.GT = like.new_empty(fast.g_rows, n)
         self.GT[-1] = 1.0
         self.wb = like.new_empty(fast.wb_index.numel())
         self.W = [w.view(s) for w, s in zip(self.wb.split([o * i for o, i in fast.wb_shapes]), fast.wb_shapes)]
-        self.inp = [self.Z[ho[l]: ho[l + 1]] for l in range(len(dec.layers))]
-        self.A, self.a, self.D, self.h, self.H, self.q, self.g = [], [], [], [], [], [], []
-        shared: dict[int, tuple[Tensor, Tensor]] = {}  # layers of one width share A and q: fewer cache misses
-        for l, lin in enumerate(dec.layers[:-1]):
-            o = lin.out_features
-            A, q = shared.setdefault(o, (like.new_empty(o, ns * n), like.new_empty(o, d, n)))
-            nxt = self.Z[ho[l + 1]: ho[l + 2] - 1]
-            self.A.append(A)
-            self.a.append(A[:, :n])
-            self.D.append(A[:, n:].view(o, order, d, n))
-            self.h.append(nxt[:, :n])
-            self.H.append(nxt[:, n:].view(o, order, d, n))
+        widths = [F] + [lin.out_features for lin in dec.layers[:-1]]  # inputs that carry derivatives
+        self.Wd = [w[:, :k] for w, k in zip(self.W, widths)]  # no bias, no latent on the streams
+        self.inp = [self.HT[ho[l]: ho[l + 1]] for l in range(len(dec.layers))]
+        turns = [like.new_empty(max(widths), m * n) for _ in range(2)]
+        self.Dz = [like.new_empty(F, m * n)] + [turns[l % 2][:k] for l, k in enumerate(widths[1:])]
+        self.emb_d = self.Dz[0].view(F * m, n)
+        self.a, self.ad, self.D, self.h, self.H, self.q, self.g = [], [], [], [], [], [], []
+        shared: dict[int, tuple] = {}  # layers of one width share their product buffers
+        for l, o in enumerate(widths[1:]):
+            a, ad, q = shared.setdefault(o, (like.new_empty(o, n), like.new_empty(o, m * n), like.new_empty(o, d, n)))
+            self.a.append(a)
+            self.ad.append(ad)
+            self.D.append(ad.view(o, order, d, n))
+            self.h.append(self.HT[ho[l + 1]: ho[l + 2] - 1])
+            self.H.append(self.Dz[l + 1].view(o, order, d, n))
             self.q.append(q)
             self.g.append(self.GT[go[l]: go[l + 1]])
         self.g.append(self.GT[go[-2]:])
-        self.x = self.z = self.versions = None  # the x, z behind the first block of Z
+        self.x = self.z = self.versions = None  # the x, z behind the embedding rows
         self.state: weakref.ref | None = None  # the last _State handed out
 
     def free(self) -> bool:
         return self.state is None or self.state() is None
 
-    def embed(self, dec: Decoder, x: Tensor, z: Tensor | None, rows: Tensor, scale: Tensor) -> None:
-        """Write the embedding, its derivatives and the latent into ``Z`` (skipped if unchanged)."""
+    def embed(self, dec: Decoder, x: Tensor, z: Tensor | None, rows: Tensor, rows_d: Tensor, scale_d: Tensor) -> None:
+        """Write the embedding, its derivatives and the latent (skipped when x and z are unchanged)."""
         versions = (x._version, z._version if torch.is_tensor(z) else None)
         if x is self.x and z is self.z and versions == self.versions and (z is None or torch.is_tensor(z)):
             return
         ph = dec.embedding.phases(x).reshape(x.shape[0], -1).T  # (d K, n)
-        torch.index_select(torch.cat((ph.sin(), ph.cos())), 0, rows, out=self.emb).mul_(scale)
+        base = torch.cat((ph.sin(), ph.cos()))
+        torch.index_select(base, 0, rows, out=self.emb)
+        torch.index_select(base, 0, rows_d, out=self.emb_d).mul_(scale_d)
         if dec.latent_dim:
             self.latent.copy_(dec.features(x, z)[:, -dec.latent_dim:].T)
         self.x, self.z, self.versions = x, z, versions
@@ -266,12 +271,16 @@ class FastMLP:
         self._scratch = torch.empty(0)
         assert self.g_index.numel() == dec.n_params
 
-    def _on(self, x: Tensor, order: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Index of ``[W_l | b_l]`` in theta, embedding rows and scales on ``x``'s device (cached)."""
+    def _on(self, x: Tensor, order: int) -> tuple[Tensor, ...]:
+        """Index of ``[W_l | b_l]`` in theta, rows of the embedding, rows and scales of its
+        derivative streams, on ``x``'s device (cached)."""
         key = (x.device, x.dtype, order)
         if key not in self._consts:
             rows, scale = _embedding_rows(self.dec.embedding, order)
-            self._consts[key] = (self.wb_index.to(x.device), rows.to(x.device), scale.to(x))
+            ns = 1 + order * self.dec.dim
+            rows, scale = rows.view(-1, ns), scale.view(-1, ns)
+            c = (self.wb_index, rows[:, 0], rows[:, 1:].reshape(-1), scale[:, 1:].reshape(-1, 1))
+            self._consts[key] = tuple(t.to(x.device) for t in c[:3]) + (c[3].to(x),)
         return self._consts[key]
 
     def _workspace(self, x: Tensor, order: int) -> _Workspace:
@@ -311,14 +320,16 @@ class FastMLP:
         requires = tuple(requires)
         order = max_order(requires, dec.dim)
         n, d = x.shape
-        wb_index, rows, scale = self._on(x, order)
+        consts = self._on(x, order)
         ws = self._workspace(x, order)
-        torch.index_select(theta, 0, wb_index, out=ws.wb)
-        ws.embed(dec, x, z, rows, scale)
+        torch.index_select(theta, 0, consts[0], out=ws.wb)
+        ws.embed(dec, x, z, *consts[1:])
         tanh = dec.activation_name == "tanh"
         s1 = []  # s'(a_l) of each hidden layer for the backward pass (tanh: t = tanh(a_l) instead)
         for l, act in enumerate(dec.acts):
-            torch.mm(ws.W[l], ws.inp[l], out=ws.A[l])
+            torch.mm(ws.W[l], ws.inp[l], out=ws.a[l])
+            if order:
+                torch.mm(ws.Wd[l], ws.Dz[l], out=ws.ad[l])
             if tanh:
                 torch.tanh(ws.a[l], out=ws.h[l])
                 if order:
@@ -328,8 +339,10 @@ class FastMLP:
             if order:
                 _push_streams(s, ws.D[l], ws.H[l])
             s1.append(s[-1] if len(s) == 1 else s[1])
-        y = torch.mm(ws.W[-1], ws.inp[-1])[0]  # fresh: the outputs never alias the workspace
-        out = _name_derivs(y[:n], list(y[n:].view(order, d, n).transpose(1, 2)), requires, d)
+        # fresh outputs: they never alias the workspace
+        u = torch.mm(ws.W[-1], ws.inp[-1])[0]
+        dk = list(torch.mm(ws.Wd[-1], ws.Dz[-1]).view(order, d, n).transpose(1, 2)) if order else []
+        out = _name_derivs(u, dk, requires, d)
         if not need_jac:
             return out, {}
         # backward: g_L = 1, g_l = (W_{l+1}^T g_{l+1}) * s'(a_l), each (units, n); the output
@@ -342,7 +355,7 @@ class FastMLP:
                 _tanh_backward(v, ws.h[l], grad_input=ws.g[l])
             else:
                 torch.mul(v, s1[l], out=ws.g[l])
-        state = _State(GT=ws.GT, HT=ws.Z[:, :n])
+        state = _State(GT=ws.GT, HT=ws.HT)
         ws.state = weakref.ref(state)
         return out, state
 
