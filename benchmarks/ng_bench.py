@@ -69,13 +69,15 @@ def dense_step_flops(n: int, p: int, stages: int = 4) -> float:
 def step_flops(dec: Decoder, n: int, s: int, order: int, stages: int = 4) -> float:
     """FLOPs of the matrix products of one RK step, the arithmetic floor (book: Making it fast).
 
-    Per stage: the forward products ``[W | b] @ Z`` of every layer on all ``1 + order d`` streams,
-    the backward products ``W^T g``, the ``s`` Jacobian columns (``n s``), the Gram matrix, the
+    Per stage: the forward products of every layer, ``[W | b] @ [h; 1]`` on the values and
+    ``W @ [h_x | ...]`` on the ``order d`` derivative streams (which the latent does not reach), the
+    backward products ``W^T g``, the ``s`` Jacobian columns (``n s``), the Gram matrix, the
     right-hand side, the Cholesky factorisation and its two triangular solves. Elementwise work
     (activations, Faa di Bruno products) is left out: the floor is a lower bound.
     """
-    ns = 1 + order * dec.dim
-    fwd = sum(2.0 * lin.out_features * (lin.in_features + 1) * ns * n for lin in dec.layers)
+    m, F = order * dec.dim, dec.embedding.out_features
+    fwd = sum(2.0 * lin.out_features * n * (lin.in_features + 1 + m * (F if l == 0 else lin.in_features))
+              for l, lin in enumerate(dec.layers))
     bwd = sum(2.0 * lin.out_features * lin.in_features * n for lin in dec.layers[1:])
     m = min(n, s)
     solve = n * s + 2.0 * n * s * m + m**3 / 3 + 2.0 * n * s + 2.0 * m**2
@@ -219,6 +221,7 @@ def bench_anchor(name: str, args) -> dict:
                               splits[e], res.n_steps)
             row["rel_l2"] = statistics.median(errs[e]) if errs[e] else None
             row["rel_l2_all"] = errs[e]
+            _add_floor(row, a, dec)
             out["rows"].append(row)
             print(f"  s={row['s']:5d} ({row['sampler']}) {e:9s} rel L2 "
                   f"{row['rel_l2'] if row['rel_l2'] is not None else float('nan'):.2e}  "

@@ -8,7 +8,10 @@ Two paths compute the same numbers:
 * the **fast path** (:class:`FastMLP`) is specific to :class:`~madng_lite.decoder.Decoder` with a
   fixed activation: x-derivatives are pushed forward layer by layer (Taylor mode), and ``J`` is
   built from one batched backward pass as outer products ``du/dW_l[i, j] = g_l[:, i] h_{l-1}[:, j]``,
-  so any subset of its columns costs two gathers and one product.
+  so any subset of its columns costs two gathers and one product. Its default **fused pass**
+  (:meth:`FastMLP.forward_fused`, book: Chapter 5, Making it fast) does each layer in a few large
+  operations on preallocated buffers; ``FastMLP(dec, fused=False)`` keeps the earlier reference
+  pass (:meth:`FastMLP.forward_reference`), which also serves training (autograd).
 
 Derivative names: 1D ``"u", "ux", "uxx", "uxxx"``; 2D ``"u", "ux", "uy", "uxx", "uyy", "lap"``.
 """
@@ -309,11 +312,12 @@ class FastMLP:
                       need_jac: bool = False) -> tuple[dict[str, Tensor], dict]:
         """:meth:`forward` by the fused pass (book: Chapter 5, Making it fast); no autograd.
 
-        The value and every derivative stream sit side by side in one matrix
-        ``Z_l = [h | h_x | h_xx ...]`` of shape ``(units + 1, (1 + order d) n)``, whose last row
-        (ones under the value, zeros under the derivatives) carries the bias: each layer is one
-        product ``[W | b] @ Z_l``, one activation call and two or three in-place products, into
-        buffers allocated once (:class:`_Workspace`). The value columns of all layers are ``H^T``.
+        Every derivative stream of a layer input (all orders, all axes) sits side by side in one
+        matrix ``[h_x | h_xx | ...]``: a layer costs two products, ``[W | b] @ [h; 1]`` for the
+        values and ``W @ [h_x | h_xx | ...]`` for all streams, one activation call (its
+        derivatives follow from ``t = tanh(a)``) and two or three in-place products, written
+        into buffers allocated once (:class:`_Workspace`). The values of all layers are ``H^T``.
+        The state's tensors live in those buffers: they stay valid while the state dict is alive.
         """
         dec = self.dec
         _check_x(dec, x)
