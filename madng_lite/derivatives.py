@@ -449,7 +449,7 @@ class FastMLP:
             return (GT.index_select(0, gi) * HT.index_select(0, hj)).T
         A = GT.index_select(0, gi)
         # the H rows go to a scratch buffer kept between calls: a fresh megabyte-sized temporary
-        # costs hundreds of page faults per call (glibc returns freed large blocks to the system)
+        # costs a page fault per 4 KiB touched (glibc returns freed large blocks to the system)
         if self._scratch.shape != A.shape or self._scratch.dtype != A.dtype or self._scratch.device != A.device:
             self._scratch = torch.empty_like(A)
         return A.mul_(torch.index_select(HT, 0, hj, out=self._scratch)).T
