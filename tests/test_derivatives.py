@@ -137,3 +137,81 @@ def test_float32_path():
     x = torch.rand(10, 1)
     d, st = FastMLP(dec).forward(dec.flat_theta(), x, None, ["u", "uxx"], need_jac=True)
     assert d["u"].dtype == torch.float32 and FastMLP(dec).jac(st).dtype == torch.float32
+
+
+# ----- the fused pass (book: Chapter 5, Making it fast) against the reference pass -------------
+def _case(dim: int, act: str, latent: int, depth: int, n: int = 37, seed: int = 0):
+    box = [(-1.0, 1.0), (0.0, 1.5)][:dim]
+    dec = Decoder(box, latent_dim=latent, width=9, depth=depth, n_freq=2, activation=act, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    theta = dec.flat_theta() + 0.3 * torch.randn(dec.n_params, generator=g, dtype=torch.float64)
+    x = -1.0 + 2.5 * torch.rand(n, dim, generator=g, dtype=torch.float64)
+    z = torch.randn(latent, generator=g, dtype=torch.float64) if latent else None
+    return dec, theta, x, z
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("act", ["tanh", "sin", "softplus"])
+@pytest.mark.parametrize("latent", [0, 3])
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_fused_pass_equals_reference(dim, act, latent, depth):
+    dec, theta, x, z = _case(dim, act, latent, depth)
+    names = NAMES_1D if dim == 1 else NAMES_2D
+    fused, ref = FastMLP(dec), FastMLP(dec, fused=False)
+    assert fused.fused and not ref.fused
+    cols = torch.randperm(dec.n_params, generator=torch.Generator().manual_seed(1))[:23].sort().values
+    for req in [("u",), names[:2], names[:4], names, names[-1:]]:
+        d_f, st_f = fused.forward(theta, x, z, req, need_jac=True)
+        d_r, st_r = ref.forward(theta, x, z, req, need_jac=True)
+        for k in req:
+            assert rel(d_f[k], d_r[k]) < 1e-12, (req, k)
+        assert rel(fused.jac(st_f), ref.jac(st_r)) < 1e-12
+        assert rel(fused.jac(st_f, cols), ref.jac(st_r, cols)) < 1e-12
+        assert rel(fused.col_norms2(st_f), ref.col_norms2(st_r)) < 1e-12
+        d_n, st_n = fused.forward(theta, x, z, req)  # without the Jacobian state
+        assert st_n == {} and all(rel(d_n[k], d_r[k]) < 1e-12 for k in req)
+
+
+def test_fused_pass_per_point_latent_and_float32():
+    dec, theta, x, _ = _case(1, "tanh", 3, 2)
+    Z = torch.randn(len(x), 3, dtype=torch.float64)  # one latent per point, as in MAD-NG training
+    a = FastMLP(dec).forward(theta, x, Z, NAMES_1D)[0]
+    b = FastMLP(dec, fused=False).forward(theta, x, Z, NAMES_1D)[0]
+    assert all(rel(a[k], b[k]) < 1e-12 for k in NAMES_1D)
+    dec32 = Decoder([(0.0, 1.0)], width=8, depth=2, dtype=torch.float32)
+    x32 = torch.rand(10, 1)
+    a = FastMLP(dec32).forward(dec32.flat_theta(), x32, None, ["u", "uxx"])[0]
+    b = FastMLP(dec32, fused=False).forward(dec32.flat_theta(), x32, None, ["u", "uxx"])[0]
+    assert a["uxx"].dtype == torch.float32 and rel(a["uxx"], b["uxx"]) < 1e-5
+
+
+def test_fused_buffers_never_leak_between_calls():
+    """Reused buffers: live states keep their numbers, outputs are fresh, in-place edits of x, z are seen."""
+    dec, theta, x, z = _case(1, "tanh", 3, 3)
+    fast, ref = FastMLP(dec), FastMLP(dec, fused=False)
+    th2 = theta + 0.1
+    d1, st1 = fast.forward(theta, x, z, NAMES_1D, need_jac=True)
+    u1 = d1["uxxx"].clone()
+    J1 = fast.jac(st1)
+    d2, st2 = fast.forward(th2, x, z, NAMES_1D, need_jac=True)
+    d3, st3 = fast.forward(theta + 0.2, x, z, NAMES_1D, need_jac=True)  # three live states
+    assert torch.equal(d1["uxxx"], u1) and torch.equal(fast.jac(st1), J1)
+    assert rel(fast.jac(st2), ref.jac(ref.forward(th2, x, z, ("u",), need_jac=True)[1])) < 1e-12
+    del st1, st3
+    fast.forward(theta, x, z, NAMES_1D, need_jac=True)  # takes the freed buffers
+    assert rel(fast.jac(st2), ref.jac(ref.forward(th2, x, z, ("u",), need_jac=True)[1])) < 1e-12
+    x.mul_(0.5)  # in place: the cached embedding must be recomputed
+    z.add_(1.0)
+    want = ref.forward(theta, x, z, NAMES_1D)[0]
+    got = fast.forward(theta, x, z, NAMES_1D)[0]
+    assert all(rel(got[k], want[k]) < 1e-12 for k in NAMES_1D)
+
+
+def test_fused_engine_falls_back_to_reference_under_autograd():
+    dec, theta, x, z = _case(1, "softplus", 2, 2)
+    th = theta.clone().requires_grad_(True)
+    d = FastMLP(dec).forward(th, x, z, ["u", "uxx"])
+    assert d[0]["uxx"].requires_grad
+    (g,) = torch.autograd.grad(d[0]["uxx"].sum(), th)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    assert rel(d[0]["uxx"].detach(), FastMLP(dec).forward(theta, x, z, ["uxx"])[0]["uxx"]) < 1e-12
