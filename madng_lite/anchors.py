@@ -1,4 +1,4 @@
-"""The parent papers' benchmarks with known answers (book: Chapters 4-6; METHOD.md section 4).
+"""The parent papers' benchmarks with known answers (book: Chapters 4-5, 10; METHOD.md section 4).
 
 * ``rsng_ac``: RSNG Allen-Cahn, ``u_t = 5e-3 u_xx + u - u^3`` on [0, 2 pi), T = 4.
 * ``rsng_burgers``: RSNG Burgers, ``u_t = 1e-3 u_xx - u u_x`` on [-1, 1), T = 4.

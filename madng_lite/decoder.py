@@ -1,4 +1,4 @@
-"""The decoder ``u(x; z, theta)``: periodic embedding, latent concatenated, MLP (book: Chapters 2-3).
+"""The decoder ``u(x; z, theta)``: periodic embedding, latent concatenated, MLP (book: Chapters 1-2).
 
 ``theta`` is every trainable parameter of the network; the latent ``z`` is an *input*, so the
 Neural Galerkin integrator can freeze ``z`` and evolve ``theta`` as one flat vector

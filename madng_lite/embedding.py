@@ -1,4 +1,4 @@
-"""Periodic positional embedding on any box ``[a, b)^d`` (book: Chapter 2).
+"""Periodic positional embedding on any box ``[a, b)^d`` (book: Chapter 1, the periodic embedding).
 
 Each coordinate ``x_i`` in ``[a_i, b_i)`` is mapped to ``sin(2 pi k (x_i - a_i) / L_i)`` and
 ``cos(...)`` for ``k = 1..K`` with ``L_i = b_i - a_i``. Every feature is exactly ``L_i``-periodic,

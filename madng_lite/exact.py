@@ -1,4 +1,4 @@
-"""Exact solutions: KdV N-solitons (with exact x-derivatives), advection, heat modes.
+"""Exact solutions: KdV N-solitons, advection, heat modes (book: Chapters 3, 6; the reference appendix).
 
 KdV solitons are evaluated in torch (float64 for numpy input; numpy in -> numpy out),
 so the same code serves the reference checks and differentiable initial-condition fits.

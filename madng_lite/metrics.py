@@ -1,4 +1,4 @@
-"""Error metrics for numpy arrays and torch tensors.
+"""Error metrics for numpy arrays and torch tensors (book: Chapters 3, 6-8).
 
 ``axis=None`` reduces over everything (the space-time error of the RSNG papers);
 ``axis=<space axes>`` gives one value per remaining index (e.g. per time).

@@ -1,4 +1,4 @@
-"""PDE definitions ``u_t = f(x, u, derivatives)``, independent of any network.
+"""PDE definitions ``u_t = f(x, u, derivatives)``, independent of any network (book: Chapters 3, 6-8).
 
 Every PDE offers two views of the same right-hand side:
 

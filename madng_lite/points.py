@@ -1,4 +1,4 @@
-"""Sample points in a periodic box (book: Chapter 4)."""
+"""Sample points in a periodic box (book: Chapter 3, Neural Galerkin)."""
 from __future__ import annotations
 
 import torch

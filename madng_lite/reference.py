@@ -4,8 +4,9 @@ Exponential time differencing RK4 of Cox & Matthews with the contour-integral
 coefficients of Kassam & Trefethen (SIAM J. Sci. Comput. 26, 2005), on periodic boxes
 ``[a, b)^d`` (d = 1, 2). The PDE supplies the split ``u_t = L u + N(u)`` through
 :meth:`~madng_lite.pdes.PDE.linear_symbol` and :meth:`~madng_lite.pdes.PDE.nonlinear_hat`.
-Chapter 4 of the book checks this solver against exact solutions; Chapters 7-9 use it as
-the ground truth for Burgers, Allen-Cahn and the parametric families.
+The book's appendix *The reference solver* derives it and checks it against exact solutions
+(heat, advection, a KdV soliton); Chapters 3, 7 and 8 use it as the ground truth for Burgers,
+Allen-Cahn and the parametric families.
 
 Conventions
 -----------

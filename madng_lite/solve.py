@@ -1,4 +1,4 @@
-"""Least-squares solves for ``theta_dot`` (book: Chapter 4).
+"""Least-squares solves for ``theta_dot`` (book: Chapter 3, Neural Galerkin).
 
 Dirac-Frenkel asks, at each time, for ``eta = argmin ||A eta - f||`` with ``A = J[:, S]``
 (``n x s``). ``A`` is numerically rank deficient (its effective rank is far below ``s``), so a

@@ -1,4 +1,4 @@
-"""Index samplers for randomized sparse Neural Galerkin updates (book: Chapter 5).
+"""Index samplers for randomized sparse Neural Galerkin updates (book: Chapter 4, sparse updates).
 
 Each time step draws ``s`` of the ``p`` parameter indices *without replacement*; only those
 columns of ``J`` are built and solved for, and the other entries of ``theta_dot`` are zero.
