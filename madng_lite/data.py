@@ -1,4 +1,4 @@
-"""Seeded parametric families of initial conditions, PDEs and ground truth (book: Chapters 7-9).
+"""Seeded parametric families of initial conditions, PDEs and ground truth (book: Chapters 6-8).
 
 A :class:`Family` holds ``N`` samples of one parametric problem on one periodic box: the grid
 ``x`` (from :func:`madng_lite.points.grid`, 'ij' order), the initial values ``U0`` on it, one

@@ -1,4 +1,4 @@
-"""u, its x-derivatives, and the Jacobian ``J = du/dtheta`` (book: Chapters 4 and 6).
+"""u, its x-derivatives, and the Jacobian ``J = du/dtheta`` (book: Chapters 3 and 5).
 
 Two paths compute the same numbers:
 

@@ -1,4 +1,4 @@
-"""Fit one network to an initial condition, with derivative (Sobolev) terms (book: Chapter 4).
+"""Fit one network to an initial condition, with derivative (Sobolev) terms (book: Chapter 3).
 
 Neural Galerkin reads ``u_x, u_xx, ...`` of the network from ``t = 0`` on, so an initial fit of
 ``u`` alone is not enough: its derivatives can be percents off. The loss here is a sum of

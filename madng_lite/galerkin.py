@@ -1,4 +1,4 @@
-"""Neural Galerkin time integration, dense and randomized sparse (book: Chapters 4-5).
+"""Neural Galerkin time integration, dense and randomized sparse (book: Chapters 3-4).
 
 The only place where a network and a PDE meet. At each stage, with ``theta`` the flat
 parameters and ``x`` the sample points, ``theta_dot[S] = argmin ||J[:, S] eta - f||`` where

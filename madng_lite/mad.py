@@ -1,4 +1,4 @@
-"""The auto-decoder: pretraining, nearest latent, fine-tuning (book: Chapter 3: the auto-decoder).
+"""The auto-decoder: pretraining, nearest latent, fine-tuning (book: Chapter 2, the auto-decoder).
 
 Pretraining fits one decoder and one latent per training sample to the initial conditions
 ``U0`` (N, n) on the grid ``x`` (n, d) (METHOD.md section 1)::
