@@ -119,7 +119,7 @@ def _lm(fast: FastMLP, theta: Tensor, x: Tensor, U0: Tensor, Z: Tensor, mse: Ten
         lam_b = mu * torch.diagonal(M, dim1=1, dim2=2).sum(dim=1) / nz
         L, info = torch.linalg.cholesky_ex(M + lam_b[:, None, None] * eye)
         ok = active & (info == 0)
-        mu[active & (info != 0)] = torch.clamp(mu[active & (info != 0)] * 10, max=1e8)
+        mu[active & (info != 0)] = mu[active & (info != 0)] * 10
         d = torch.cholesky_solve(rhs[:, :, None], L)[:, :, 0]
         d[~ok] = 0.0
         steps += ok
@@ -129,9 +129,9 @@ def _lm(fast: FastMLP, theta: Tensor, x: Tensor, U0: Tensor, Z: Tensor, mse: Ten
         Zc[acc] -= d[acc]
         r[acc], J[acc], loss[acc] = r_new[acc], J_new[acc], new[acc]
         cur[acc] = ((r_new[acc] ** 2).mean(dim=1)) * data_scale
-        mu[acc] = torch.clamp(mu[acc] / 3, min=1e-15)
+        mu[acc] = torch.clamp(mu[acc] / 3, min=1e-12)
         rej = ok & ~acc
-        mu[rej] = torch.clamp(mu[rej] * 4, max=1e8)
+        mu[rej] = torch.clamp(mu[rej] * 4, max=1e6)
         better = ok & (cur < mse)
         Z[better], mse[better] = Zc[better], cur[better]
         hit = ok & (cur < tol)

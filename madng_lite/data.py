@@ -131,10 +131,19 @@ class Family:
         u0 = np.asarray(u0_ref, dtype=np.float64).reshape((m,) * self.dim)
         t_eval = np.asarray(t_eval, dtype=float).reshape(-1)
         T = float(t_eval.max()) if t_eval.size else 0.0
+        n_steps = max(1, math.ceil(T / self.ref_dt - 1e-9))
+        on_grid = T == 0.0 or np.allclose(np.rint(t_eval * n_steps / T) * T / n_steps, t_eval, rtol=0,
+                                          atol=1e-9 * max(1.0, T))
         if T == 0.0:
             out = np.repeat(u0[None], len(t_eval), 0)
-        else:
+        elif on_grid:   # every time on one step grid: one solve
             out = spectral_solve(self.pdes[int(i)], u0, self.box, T, self.ref_dt, t_eval)
+        else:           # arbitrary times: from each one to the next, with a step of at most ref_dt
+            out, cur, t_prev = np.empty((len(t_eval), *u0.shape)), u0, 0.0
+            for k, t in enumerate(t_eval):
+                if t > t_prev:
+                    cur = spectral_solve(self.pdes[int(i)], cur, self.box, t - t_prev, self.ref_dt)[-1]
+                out[k], t_prev = cur, t
         sl = (slice(None),) + (slice(None, None, self.ref_factor),) * self.dim
         return out[sl].reshape(len(t_eval), -1)
 

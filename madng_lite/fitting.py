@@ -242,7 +242,7 @@ def _lm_steps(dec: Decoder, fast: FastMLP, x: Tensor, u0: Tensor, z: Tensor | No
         try:
             d = lstsq_solve(J, r, "ridge", ridge=mu)
         except FloatingPointError:
-            mu = min(mu * 10, 1e8)
+            mu *= 10
             continue
         steps += 1
         track.it += 1
@@ -251,13 +251,13 @@ def _lm_steps(dec: Decoder, fast: FastMLP, x: Tensor, u0: Tensor, z: Tensor | No
         r_new, J_new, mse_new = residual(th_new, z_new)
         new = float(r_new @ r_new)
         if new < loss:
-            theta, r, J, loss, mse, mu = th_new, r_new, J_new, new, mse_new, max(mu / 3, 1e-15)
+            theta, r, J, loss, mse, mu = th_new, r_new, J_new, new, mse_new, max(mu / 3, 1e-12)
             if move_theta:
                 dec.load_flat(theta)
             if move_z:
                 z.copy_(z_new)
         else:
-            mu = min(mu * 4, 1e8)
+            mu = min(mu * 4, 1e6)
         if track.see(mse, state()):
             break
     return steps

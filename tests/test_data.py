@@ -137,3 +137,12 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="1D families only"):
         make_family("ac2d", 1, n_grid=8).derivative_targets(["ux"])
     assert set(FAMILIES) == {"kdv", "burgers", "ac1d", "ac2d"}
+
+
+def test_truth_at_times_off_the_step_grid():
+    """Times that are not multiples of one step are reached piece by piece, to the same accuracy."""
+    f = make_family("burgers", 1, seed=1, n_grid=64)
+    grid_t = np.array([0.0, 0.25, 0.5])
+    odd_t = np.array([0.0, 0.0123, 0.25, 0.31, 0.5])
+    a, b = f.truth(0, grid_t), f.truth(0, odd_t)
+    assert np.abs(b[[0, 2, 4]] - a).max() < 1e-10 * np.abs(a).max()
