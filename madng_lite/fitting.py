@@ -228,8 +228,9 @@ def _lm_steps(dec: Decoder, fast: FastMLP, x: Tensor, u0: Tensor, z: Tensor | No
         if move_z:   # du/dz = W_1[:, latent columns]^T g_1, with g_1 the first layer's backward signal
             W1 = dec.weights(th)[0][0]
             blocks.append((W1[:, W1.shape[1] - nz:].T @ st["GT"][: W1.shape[0]]).T)
-        J = torch.cat(blocks, dim=1) / math.sqrt(data_scale)
-        r = r / math.sqrt(data_scale)
+        J = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)   # (no copy: the layout of J
+        if data_scale != 1.0:                                              #  decides the rounding of J^T J)
+            J, r = J / math.sqrt(data_scale), r / math.sqrt(data_scale)
         if w_z:
             eye = torch.zeros(nz, J.shape[1], dtype=J.dtype, device=J.device)
             eye[:, J.shape[1] - nz:] = torch.eye(nz, dtype=J.dtype, device=J.device) * w_z
