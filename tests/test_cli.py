@@ -13,6 +13,7 @@ from madng_lite import __version__
 from madng_lite.cli import main
 from madng_lite.io import load_checkpoint
 from madng_lite.pipeline import FULL, QUICK, bench_config, run_benchmark
+from runhelpers import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +22,6 @@ def strict_json(path: Path) -> dict:
     def no_constants(name: str):
         raise ValueError(f"non-standard JSON constant {name}")
     return json.loads(path.read_text(), parse_constant=no_constants)
-
-
-def one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("python -m madng_lite: error:"), err
-    for f in fragments:
-        assert f in err[0], (f, err[0])
-    return err[0]
 
 
 def test_version_is_unchanged():

@@ -19,17 +19,10 @@ import torch
 from madng_lite.cli import main
 from madng_lite.io import atomic_write, save_state
 from madng_lite.pipeline import RunDir, run_benchmark
+from runhelpers import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_RUN = ["run", "burgers", "--quick", "--set", "n_test=2"]
-
-
-def one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("python -m madng_lite: error:"), err
-    for f in fragments:
-        assert f in err[0], (f, err[0])
-    return err[0]
 
 
 def comparable(r):
