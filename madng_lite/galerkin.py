@@ -125,7 +125,7 @@ class NeuralGalerkin:
 
     def solve(self, f: Tensor, state: dict, cols: Tensor, t: float, record: bool = False) -> Tensor:
         """``theta_dot`` restricted to ``cols`` (shape ``(len(cols),)``); ``record``: keep the relative
-        residual ``||J[:, cols] theta_dot - f|| / ||f||`` (see :attr:`NGResult.residuals`)."""
+        residual ``||J[:, cols] theta_dot - f|| / ||f||`` (see ``NGResult.residuals``)."""
         t0 = self._tick()
         A = self.engine.jac(state, cols)
         check_finite("the Jacobian J", A, t)

@@ -1,13 +1,13 @@
 """MAD-NG runs on the benchmarks, as a pipeline of stages (book: Chapters 6-10; CLI: :mod:`madng_lite.cli`).
 
-* :mod:`.config`: the validated configuration of a run (:data:`FULL`, :data:`QUICK`, ``--set``);
-* :mod:`.rundir`: the output folder: lock, atomic writes, resume state;
-* :mod:`.context`: data, splits (train / validation / test), truth, the resume key;
-* :mod:`.stages`: pretraining the auto-decoder, the MAD-PINN baseline;
-* :mod:`.samples`: per scored sample, fit every arm with one optimiser, evolve, score;
-* :mod:`.summary`: statistics over samples, the report table;
-* :mod:`.figure`: the run's figure;
-* :mod:`.run`: :func:`run_benchmark`, the stages in order.
+* ``config``: the validated configuration of a run (:data:`FULL`, :data:`QUICK`, ``--set``);
+* ``rundir``: the output folder: lock, atomic writes, resume state;
+* ``context``: data, splits (train / validation / test), truth, the resume key;
+* ``stages``: pretraining the auto-decoder, the MAD-PINN baseline;
+* ``samples``: per scored sample, fit every arm with one optimiser, evolve, score;
+* ``summary``: statistics over samples, the report table;
+* ``figure``: the run's figure;
+* ``run``: :func:`run_benchmark`, the stages in order.
 """
 from .config import ARMS, BENCHMARKS, FULL, QUICK, ConfigError, RunConfig, bench_config, resolve, validate, \
     with_overrides
