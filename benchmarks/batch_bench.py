@@ -1,4 +1,4 @@
-"""Throughput of MAD-L fine-tuning: B latents in one batched optimisation against a loop of single fits.
+"""Throughput of many queries at once: batched fine-tuning and batched evolution against loops of single runs.
 
 For each benchmark, the decoder a validation run pretrained (``results/val/NAME/pretrained.pt``,
 the full-size network) fine-tunes the latents of B samples of the family for a fixed number of
@@ -6,7 +6,11 @@ Adam iterations (a tolerance no run reaches, so both do the same work), once wit
 :func:`madng_lite.batch.fit_latents` and once sample by sample with
 :func:`madng_lite.fitting.fit_sample`. It prints samples per second for both, their ratio, and the
 largest difference of the results (relative), all measured in one run on one thread, in CPU
-time of the process (the machine is shared).
+time of the process (the machine is shared). With ``--evolve-steps`` it also evolves B folded
+decoders (the pretrained decoder with B training latents folded in) by Neural Galerkin for that
+many RK4 steps with the benchmark's settings, batched (:func:`madng_lite.batch_ng.evolve_batch`)
+and one by one (:class:`madng_lite.galerkin.NeuralGalerkin`), and compares the functions they
+represent at the end (1-D benchmarks).
 
     OMP_NUM_THREADS=1 python benchmarks/batch_bench.py --out results/batch_bench.json
 """
@@ -54,12 +58,46 @@ def bench(name: str, runs: Path, B: int, iters: int) -> dict:
             "seconds_loop": t_loop, "throughput_ratio": t_loop / t_batch, "max_rel_diff_z": dz}
 
 
+def bench_evolve(name: str, runs: Path, B: int, steps: int) -> dict:
+    """B folded decoders evolved for ``steps`` RK4 steps, batched and one by one (CPU time)."""
+    from madng_lite.batch_ng import evolve_batch
+    from madng_lite.derivatives import FastMLP
+    from madng_lite.galerkin import NeuralGalerkin
+
+    cfg = FULL[name]
+    dec, Z, _ = load_checkpoint(runs / name / "pretrained.pt")
+    fam = make_family(name, B, seed=0, n_grid=cfg.n_grid, stochastic=name != "kdv", T=cfg.T)
+    folded = [dec.fold_latent(Z[b % len(Z)]) for b in range(B)]
+    Theta0 = torch.stack([f.flat_theta() for f in folded])
+    T = steps * cfg.dt
+    t_eval = torch.tensor([0.0, T])
+    t0 = time.process_time()
+    res = evolve_batch(folded[0], Theta0, fam.pdes, T, cfg.dt, t_eval, n_points=cfg.n_points, sparse=cfg.sparse,
+                       ridge=cfg.ridge, seeds=list(range(B)))
+    t_batch = time.process_time() - t0
+    t0 = time.process_time()
+    ones = [NeuralGalerkin(folded[b], fam.pdes[b], n_points=cfg.n_points, sparse=cfg.sparse, ridge=cfg.ridge,
+                           seed=b).evolve(Theta0[b], T, cfg.dt, t_eval=t_eval, progress=False).thetas[-1]
+            for b in range(B)]
+    t_loop = time.process_time() - t0
+    fast = FastMLP(folded[0])
+    with torch.no_grad():
+        du = max(float((fast.forward(res["thetas"][b, -1], res["x"], None)[0]["u"]
+                        - fast.forward(ones[b], res["x"], None)[0]["u"]).norm()
+                       / fast.forward(ones[b], res["x"], None)[0]["u"].norm()) for b in range(B))
+    return {"B": B, "steps": steps, "points": cfg.n_points, "p": folded[0].n_params, "sparse": cfg.sparse,
+            "seconds_batched": t_batch, "seconds_loop": t_loop, "throughput_ratio": t_loop / t_batch,
+            "max_rel_diff_u": du}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--benchmarks", nargs="+", default=["kdv", "burgers", "ac1d", "ac2d"])
     ap.add_argument("--runs", default=str(ROOT / "results" / "val"))
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--evolve-steps", type=int, default=0, help="also time batched evolution (1-D benchmarks)")
+    ap.add_argument("--evolve-batch", type=int, default=64)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     load0 = os.getloadavg()
@@ -75,10 +113,21 @@ def main() -> int:
         print(f"| {name} | {r['B']} | {r['points']} | {r['p']} | {r['seconds_batched']:.2f} | "
               f"{r['seconds_loop']:.2f} | {r['B'] / r['seconds_batched']:.1f} | {r['B'] / r['seconds_loop']:.1f} | "
               f"{r['throughput_ratio']:.1f}x | {r['max_rel_diff_z']:.1e} |")
+    evolve = {}
+    if args.evolve_steps:
+        print("\n| benchmark | B | steps | points | p | s | batched CPU s | loop CPU s | ratio | max rel. diff of u |")
+        print("|" + "---|" * 10)
+        for name in args.benchmarks:
+            if FULL[name].dim != 1 or not (Path(args.runs) / name / "pretrained.pt").exists():
+                continue
+            r = evolve[name] = bench_evolve(name, Path(args.runs), args.evolve_batch, args.evolve_steps)
+            print(f"| {name} | {r['B']} | {r['steps']} | {r['points']} | {r['p']} | {r['sparse'] or 'dense'} | "
+                  f"{r['seconds_batched']:.2f} | {r['seconds_loop']:.2f} | {r['throughput_ratio']:.1f}x | "
+                  f"{r['max_rel_diff_u']:.1e} |")
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": torch.get_num_threads(),
             "load_average_start": load0, "load_average_end": os.getloadavg(), "machine": platform.machine()}
     if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "evolve": evolve}, indent=1))
     return 0
 
 
