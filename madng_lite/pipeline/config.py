@@ -65,10 +65,24 @@ class RunConfig:
     fit_stride: int = 1           # pretraining and fits see every fit_stride-th grid line
     dense_compare: int = 0        # the first test samples also evolved dense (same start)
     n_baseline: int = 4           # MAD-PINN on the first n_baseline scored samples (--baselines)
-    pinn_iters: int = 2000
-    pinn_ft_iters: int = 1000
-    pinn_colloc: int = 256
-    pinn_w_res: float = 0.1
+    # MAD-PINN (--baselines; madng_lite.pinn): the defaults are the small Adam-only baseline
+    pinn_iters: int = 2000        # pretraining Adam iterations ...
+    pinn_ft_iters: int = 1000     # fine-tuning Adam iterations per sample ...
+    pinn_colloc: int = 256        # collocation points per sample and step
+    pinn_w_res: float = 0.1       # residual weight (both terms normalised, see the chapter)
+    pinn_width: int = 0           # space-time network (0: the decoder's width, depth, frequencies)
+    pinn_depth: int = 0
+    pinn_n_freq: int = 0
+    pinn_lr: float = 1e-2         # pretraining Adam step
+    pinn_batch: int = 0           # samples per pretraining Adam step (0: all)
+    pinn_lbfgs_iters: int = 0     # ... then L-BFGS on all samples, one fixed collocation draw
+    pinn_chunks: int = 1          # causal weighting: time chunks ...
+    pinn_eps: float = 0.0         # ... and its eps (0: plain PINN loss)
+    pinn_ft_lr: float = 1e-2      # fine-tuning Adam step of z ...
+    pinn_ft_theta: bool = False   # ... also fine-tune the weights (MAD-LM, on a copy) ...
+    pinn_ft_theta_lr: float = 1e-3    # ... with this step
+    pinn_ft_lbfgs_iters: int = 0  # ... then L-BFGS
+    pinn_ft_colloc: int = 0       # collocation points when fine-tuning (0: pinn_colloc)
 
     @property
     def dim(self) -> int:
@@ -111,7 +125,7 @@ FULL: dict[str, RunConfig] = {
     "ac1d": RunConfig("ac1d", 64, 10, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 2000, 1e-3,
                       1e-7, 2.0, 1e-3, 1000, 400, 11, ft_lm_iters=100),
     "ac2d": RunConfig("ac2d", 180, 10, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 2000, 1e-3, 1e-9,
-                      2.0, 5e-3, 50, 1500, 11, ft_lm_iters=100, fit_stride=2, dense_compare=1),
+                      2.0, 5e-3, 50, 1500, 11, ft_lm_iters=100, fit_stride=2, dense_compare=1, pinn_lr=3e-3),
 }
 
 _Q = dict(n_train=12, n_val=1, n_test=2, adam_iters=300, lbfgs_iters=200, ft_iters=300, n_eval=6, n_baseline=1,
