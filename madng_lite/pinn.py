@@ -278,10 +278,10 @@ class SpaceTimeAutoDecoder:
         done = budget = 0
         if lbfgs_iters > 0:
             xc, tc = self.collocation(n_colloc, chunks, gen, x)   # one fixed draw: a deterministic loss
+            hist.append(float(loss_fn(xc, tc).detach()))
             while budget < lbfgs_iters:
                 block = min(lbfgs_block, lbfgs_iters - budget)
-                loss_fn(xc, tc)
-                w = state["w"]                                   # causal weights frozen over the block
+                w = state["w"]            # the causal weights at the current parameters, frozen over the block
                 k = run_lbfgs(flat, lambda: loss_fn(xc, tc, w), block)
                 done, budget = done + k, budget + block
                 hist.append(float(loss_fn(xc, tc, w).detach()))
