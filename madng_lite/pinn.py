@@ -47,8 +47,7 @@ def causal_weights(chunk_res: Tensor, eps: float) -> Tensor:
     """``w_k = exp(-eps * sum_{j<k} R_j)`` along the last axis of ``chunk_res`` (no gradient)."""
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
-    r = chunk_res.detach()
-    before = torch.cumsum(r, dim=-1) - r
+    before = torch.nn.functional.pad(torch.cumsum(chunk_res.detach(), dim=-1)[..., :-1], (1, 0))
     return torch.exp(-eps * before)
 
 
@@ -162,6 +161,24 @@ class SpaceTimeAutoDecoder:
             res.append(torch.zeros(chunks, dtype=x.dtype, device=x.device).index_add(0, k, r2) / count)
         return ic, torch.stack(res)
 
+    def loss(self, x: Tensor, U0: Tensor, Z: Tensor, pdes: Sequence, xc: Tensor, tc: Tensor, chunks: int = 1,
+             eps: float = 0.0, w_res: float = 1.0, lam: float = 0.01, scales: tuple[float, Tensor] | None = None,
+             w: Tensor | None = None, state: dict | None = None) -> Tensor:
+        """The loss of the module docstring, averaged over the samples, at the points ``(xc, tc)``.
+
+        ``scales``: ``(sigma^2, sigma_t^2)`` (default :meth:`scales` of ``U0``); ``w``: causal weights
+        to use instead of those of the current residual; ``state`` receives the current weights and
+        the terms' sizes."""
+        sig2, sig2_t = self.scales(x, U0, pdes) if scales is None else scales
+        ic, res = self.terms(x, U0, Z, pdes, xc, tc, chunks)
+        r = res / sig2_t[:, None]
+        now = causal_weights(r, eps)
+        if state is not None:
+            state.update(ic=float(ic.detach().mean()), rr=float(res.detach().mean().sqrt()),
+                         wmin=float(now.min()), w=now)
+        w = now if w is None else w
+        return (ic / sig2 + w_res * (w * r).mean(dim=1) + lam * (Z**2).mean(dim=1)).mean()
+
     def scales(self, x: Tensor, U0: Tensor, pdes: Sequence) -> tuple[float, Tensor]:
         """``sigma^2 = mean(U0^2)`` over every sample, and ``sigma_ti^2 = mean(f_i(u0_i)^2)`` per sample
         (x-derivatives of ``u0`` by the FFT; in 2D the residual is scaled by ``sigma^2`` instead)."""
@@ -245,17 +262,9 @@ class SpaceTimeAutoDecoder:
 
         def loss_fn(xc: Tensor, tc: Tensor, w: Tensor | None = None, idx: Tensor | None = None) -> Tensor:
             if idx is None:
-                ic, res = self.terms(x, U0, Z, pdes, xc, tc, chunks)
-                r, z = res / sig2_t[:, None], Z
-            else:
-                z = Z[idx]
-                ic, res = self.terms(x, U0[idx], z, [pdes[i] for i in idx.tolist()], xc, tc, chunks)
-                r = res / sig2_t[idx, None]
-            now = causal_weights(r, eps)
-            w = now if w is None else w
-            state.update(ic=float(ic.detach().mean()), rr=float(res.detach().mean().sqrt()),
-                         wmin=float(now.min()), w=now)
-            return (ic / sig2 + w_res * (w * r).mean(dim=1) + lam * (z**2).mean(dim=1)).mean()
+                return self.loss(x, U0, Z, pdes, xc, tc, chunks, eps, w_res, lam, (sig2, sig2_t), w, state)
+            return self.loss(x, U0[idx], Z[idx], [pdes[i] for i in idx.tolist()], xc, tc, chunks, eps, w_res,
+                             lam, (sig2, sig2_t[idx]), w, state)
 
         t0, hist = time.perf_counter(), []
         if iters > 0:
