@@ -65,10 +65,24 @@ class RunConfig:
     fit_stride: int = 1           # pretraining and fits see every fit_stride-th grid line
     dense_compare: int = 0        # the first test samples also evolved dense (same start)
     n_baseline: int = 4           # MAD-PINN on the first n_baseline scored samples (--baselines)
-    pinn_iters: int = 2000
-    pinn_ft_iters: int = 1000
-    pinn_colloc: int = 256
-    pinn_w_res: float = 0.1
+    # MAD-PINN (--baselines; madng_lite.pinn): the defaults are the small Adam-only baseline
+    pinn_iters: int = 2000        # pretraining Adam iterations ...
+    pinn_ft_iters: int = 1000     # fine-tuning Adam iterations per sample ...
+    pinn_colloc: int = 256        # collocation points per sample and step
+    pinn_w_res: float = 0.1       # residual weight (both terms normalised, see the chapter)
+    pinn_width: int = 0           # space-time network (0: the decoder's width, depth, frequencies)
+    pinn_depth: int = 0
+    pinn_n_freq: int = 0
+    pinn_lr: float = 1e-2         # pretraining Adam step
+    pinn_batch: int = 0           # samples per pretraining Adam step (0: all)
+    pinn_lbfgs_iters: int = 0     # ... then L-BFGS on all samples, one fixed collocation draw
+    pinn_chunks: int = 1          # causal weighting: time chunks ...
+    pinn_eps: float = 0.0         # ... and its eps (0: plain PINN loss)
+    pinn_ft_lr: float = 1e-2      # fine-tuning Adam step of z ...
+    pinn_ft_theta: bool = False   # ... also fine-tune the weights (MAD-LM, on a copy) ...
+    pinn_ft_theta_lr: float = 1e-3    # ... with this step
+    pinn_ft_lbfgs_iters: int = 0  # ... then L-BFGS
+    pinn_ft_colloc: int = 0       # collocation points when fine-tuning (0: pinn_colloc)
 
     @property
     def dim(self) -> int:
@@ -101,6 +115,14 @@ def eval_times(cfg: RunConfig) -> list[float]:
     return [s * cfg.dt for s in sorted(steps)]
 
 
+# MAD-PINN with a real budget (KdV, Burgers): a 64 x 4 space-time network, Adam on batches of 8
+# samples then L-BFGS, causal weights over 16 chunks, z and theta fine-tuned per sample; chosen on
+# validation samples by benchmarks/pinn_study.py (results/pinn_study_*.json, setting "big_LM").
+_PINN = dict(pinn_width=64, pinn_depth=4, pinn_n_freq=4, pinn_iters=2000, pinn_lr=1e-3, pinn_batch=8,
+             pinn_colloc=256, pinn_lbfgs_iters=200, pinn_chunks=16, pinn_eps=1.0, pinn_w_res=1.0,
+             pinn_ft_iters=1000, pinn_ft_lr=1e-2, pinn_ft_lbfgs_iters=300, pinn_ft_colloc=1024,
+             pinn_ft_theta=True, pinn_ft_theta_lr=1e-3)
+
 # Full sizes follow the paper's networks (METHOD.md section 2); the choices that are ours are
 # argued in the book (chapters on each benchmark) and chosen on validation samples. The fit of every
 # arm: no Adam steps before Levenberg-Marquardt (ft_iters = 0): on the validation samples of KdV and
@@ -108,20 +130,23 @@ def eval_times(cfg: RunConfig) -> list[float]:
 # only added time (benchmarks/fit_budget_study.py, results/fit_budget_study_*.json).
 FULL: dict[str, RunConfig] = {
     "kdv": RunConfig("kdv", 50, 10, 10, 256, 20, 1, 5, 4, 0.01, 2000, 1000, 1e-2, ("ux",), "LM", 0, 1e-3, 1e-7,
-                     1.0, 5e-4, 1000, None, 11, ridge=1e-8, ft_lm_iters=100),
+                     1.0, 5e-4, 1000, None, 11, ridge=1e-8, ft_lm_iters=100, **_PINN),
     "burgers": RunConfig("burgers", 64, 10, 10, 256, 30, 4, 30, 1, 0.01, 2000, 1000, 1e-3, ("ux",), "LM", 0, 1e-3,
-                         1e-7, 1.0, 1e-3, 1000, 400, 11, ft_lm_iters=100),
+                         1e-7, 1.0, 1e-3, 1000, 400, 11, ft_lm_iters=100, **_PINN),
     "ac1d": RunConfig("ac1d", 64, 10, 10, 256, 30, 2, 30, 1, 0.05, 2000, 1000, 1e-3, ("ux",), "LM", 0, 1e-3,
                       1e-7, 2.0, 1e-3, 1000, 400, 11, ft_lm_iters=100),
     "ac2d": RunConfig("ac2d", 180, 10, 10, 50, 30, 8, 60, 1, 0.05, 2000, 1000, 1e-3, (), "LM", 0, 1e-3, 1e-9,
-                      2.0, 5e-3, 50, 1500, 11, ft_lm_iters=100, fit_stride=2, dense_compare=1),
+                      2.0, 5e-3, 50, 1500, 11, ft_lm_iters=100, fit_stride=2, dense_compare=1, pinn_lr=3e-3),
 }
 
 _Q = dict(n_train=12, n_val=1, n_test=2, adam_iters=300, lbfgs_iters=200, n_eval=6, n_baseline=1,
           pinn_iters=200, pinn_ft_iters=100, pinn_colloc=64, ft_lm_iters=30)
+_QP = dict(pinn_width=24, pinn_depth=2, pinn_n_freq=2, pinn_lr=1e-2, pinn_batch=4, pinn_lbfgs_iters=20,
+           pinn_ft_lbfgs_iters=20, pinn_ft_colloc=128)   # the same MAD-PINN code paths, small
 QUICK: dict[str, RunConfig] = {
-    "kdv": replace(FULL["kdv"], **_Q, n_grid=128, ft_tol=1e-6, T=0.1, n_points=128, report_times=(0.0, 0.05)),
-    "burgers": replace(FULL["burgers"], **_Q, n_grid=64, width=20, depth=2, latent_dim=8, lr=1e-2, ft_tol=1e-5,
+    "kdv": replace(FULL["kdv"], **_Q, **_QP, n_grid=128, ft_tol=1e-6, T=0.1, n_points=128,
+                   report_times=(0.0, 0.05)),
+    "burgers": replace(FULL["burgers"], **_Q, **_QP, n_grid=64, width=20, depth=2, latent_dim=8, lr=1e-2, ft_tol=1e-5,
                        T=0.1, dt=2e-3, n_points=128, sparse=400, report_times=(0.0, 0.05)),
     "ac1d": replace(FULL["ac1d"], **_Q, n_grid=64, width=20, depth=2, latent_dim=8, lr=1e-2, ft_tol=1e-5,
                     T=0.2, dt=4e-3, n_points=128, sparse=400, report_times=(0.0, 0.1)),

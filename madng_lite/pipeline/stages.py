@@ -40,35 +40,37 @@ def pretrain_stage(ctx: Context) -> tuple[Decoder, torch.Tensor, PretrainReport]
 
 
 def pinn_stage(ctx: Context) -> dict:
-    """MAD-PINN on the first ``n_baseline`` scored samples: pretrain once, fine-tune ``z`` per sample."""
-    from ..pinn import SpaceTimeAutoDecoder
+    """MAD-PINN on the first ``n_baseline`` scored samples: pretrain once (the ``pinn_*`` settings),
+    then fine-tune per sample from the nearest training latent: ``z`` only, or ``z`` and the weights."""
+    from ..pinn import finetune_for, model_for, pretrain_for
 
-    done = ctx.rd.load_json_state("baselines.json", "baselines", ctx.settings)
+    settings = dict(ctx.settings, pinn={k: v for k, v in ctx.cfg.as_dict().items()
+                                        if k.startswith("pinn_") or k == "n_baseline"})
+    done = ctx.rd.load_json_state("baselines.json", "baselines", settings)
     if done is not None:
         return done
     cfg, dev, x = ctx.cfg, ctx.device, ctx.x
     nb = min(cfg.n_baseline, len(ctx.scored))
     t0 = time.perf_counter()
-    st = SpaceTimeAutoDecoder(ctx.fam.box, cfg.T, latent_dim=cfg.latent_dim, width=cfg.width, depth=cfg.depth,
-                              n_freq=cfg.n_freq, seed=ctx.seed).to(dev)
+    st = model_for(cfg, ctx.fam.box, ctx.seed).to(dev)
     U0_train = ctx.train.U0.to(dev)
-    Zp, rep = st.pretrain(x, U0_train, ctx.train.pdes, iters=cfg.pinn_iters,
-                          lr=1e-2 if ctx.fam.dim == 1 else 3e-3, n_colloc=cfg.pinn_colloc, w_res=cfg.pinn_w_res,
-                          lam=cfg.lam, seed=ctx.seed, progress=ctx.progress)
+    Zp, rep = pretrain_for(cfg, st, x, U0_train, ctx.train.pdes, ctx.seed, ctx.progress)
     rows = []
     for k in range(nb):
         u0 = ctx.scored.U0[k].to(dev)
         z0, _ = nearest_latent(U0_train, Zp, u0)
-        z, fr = st.finetune(x, u0, ctx.scored.pdes[k], z0, iters=cfg.pinn_ft_iters, lr=1e-2,
-                            n_colloc=cfg.pinn_colloc, w_res=cfg.pinn_w_res, lam=cfg.lam, seed=ctx.seed + k,
-                            progress=ctx.progress)
-        U = st.predict(x, ctx.t_eval, z).cpu().numpy()
+        z, fr = finetune_for(cfg, st, x, u0, ctx.scored.pdes[k], z0, ctx.seed + k, ctx.progress)
+        U = fr.model.predict(x, ctx.t_eval, z).cpu().numpy()
         truth = ctx.truths[k]
         rows.append({"index": ctx.splits[ctx.split][k], "finetune_seconds": fr.seconds, "ic_mse": fr.ic_mse,
-                     "residual_rms": fr.residual_rms,
+                     "residual_rms": fr.residual_rms, "lbfgs_iters": fr.lbfgs_iters,
+                     "min_causal_weight": fr.min_causal_weight,
                      "mse": np.mean((U - truth) ** 2, axis=1).tolist(),
                      "rel_l2": (np.linalg.norm(U - truth, axis=1) / np.linalg.norm(truth, axis=1)).tolist()})
-    out = {"n": nb, "pretrain": {"seconds": rep.seconds, "ic_mse": rep.ic_mse, "residual_rms": rep.residual_rms,
-                                 "iters": rep.iters}, "samples": rows, "seconds": time.perf_counter() - t0}
-    ctx.rd.save_json_state("baselines.json", "baselines", out, ctx.settings)
+    out = {"n": nb, "n_params": st.decoder.n_params, "tuned": "z, theta" if cfg.pinn_ft_theta else "z",
+           "pretrain": {"seconds": rep.seconds, "ic_mse": rep.ic_mse, "residual_rms": rep.residual_rms,
+                        "iters": rep.iters, "lbfgs_iters": rep.lbfgs_iters,
+                        "min_causal_weight": rep.min_causal_weight},
+           "samples": rows, "seconds": time.perf_counter() - t0}
+    ctx.rd.save_json_state("baselines.json", "baselines", out, settings)
     return out
