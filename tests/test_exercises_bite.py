@@ -81,6 +81,8 @@ def sparse_rk4_step(ng, theta, t, dt, S):   # an Euler step
     # --- fast (read only here) -----------------------------------------------------------------
     "ex-fast-third": "uxxx_mine = torch.zeros_like(uxxx_mine)",
     "ex-fast-colnorm": "norms_S = fast.jac(st64, S).abs().sum(0)   # 1-norms, not squared 2-norms",
+    "ex-fast-third-fused": ("b3_fn = lambda t, a1, a2, a3: a3 + a1 * ((6 * t**2 - 2) * a1**2 + 6 * t * a2)"
+                            "   # a sign off"),
     # --- kdv -----------------------------------------------------------------------------------
     "ex-kdv-speed": '''
 def peak_speed(U, x, t):                    # the grid point of the maximum: no sub-grid fit
