@@ -32,6 +32,7 @@ from madng_lite.fitting import fit_sample
 from madng_lite.io import load_checkpoint
 from madng_lite.mad import nearest_latent
 from madng_lite.pipeline import FULL
+from madng_lite.pipeline.context import git_commit
 from madng_lite.pipeline.context import fit_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def main() -> int:
             print(f"| {name} | {r['B']} | {r['steps']} | {r['points']} | {r['p']} | {r['sparse'] or 'dense'} | "
                   f"{r['seconds_batched']:.2f} | {r['seconds_loop']:.2f} | {r['throughput_ratio']:.1f}x | "
                   f"{r['max_rel_diff_u']:.1e} |")
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": torch.get_num_threads(),
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit(), "threads": torch.get_num_threads(),
             "load_average_start": load0, "load_average_end": os.getloadavg(), "machine": platform.machine()}
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "evolve": evolve}, indent=1))

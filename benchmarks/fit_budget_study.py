@@ -27,6 +27,7 @@ from madng_lite.fitting import fit_sample
 from madng_lite.io import read_checkpoint
 from madng_lite.mad import nearest_latent, random_latent
 from madng_lite.pipeline import FULL
+from madng_lite.pipeline.context import git_commit
 from madng_lite.pipeline.context import fit_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def main() -> int:
     for name in args.benchmarks:
         if (Path(args.runs) / name / "pretrained.pt").exists():
             out[name] = study(name, Path(args.runs), args.budgets, args.n_val, args.lm_iters)
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": torch.get_num_threads(),
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit(), "threads": torch.get_num_threads(),
             "load_average_start": load0, "load_average_end": os.getloadavg()}
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "results": out}, indent=1))

@@ -33,6 +33,7 @@ from madng_lite.galerkin import NeuralGalerkin
 from madng_lite.io import load_checkpoint
 from madng_lite.mad import nearest_latent
 from madng_lite.pipeline import FULL
+from madng_lite.pipeline.context import git_commit
 from madng_lite.pipeline.context import fit_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def main() -> int:
             v = r[label]
             print(f"| {name} | {label} | {v['p']} | {v['rank_1e-8']} | {v['rank_1e-12']} | {v['mse'][-1]:.3e} | "
                   f"{v['ms_per_step']:.1f} |")
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "threads": torch.get_num_threads(),
+    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit(), "threads": torch.get_num_threads(),
             "load_average_start": load0, "load_average_end": os.getloadavg(), "machine": platform.machine()}
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

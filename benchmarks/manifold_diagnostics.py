@@ -18,6 +18,7 @@ import torch
 
 from madng_lite.data import make_family
 from madng_lite.io import read_checkpoint
+from madng_lite.pipeline.context import git_commit
 from madng_lite.manifold import initial_latents, manifold_report, pc_correlations
 from madng_lite.pipeline.context import fit_index
 
@@ -78,7 +79,7 @@ def main() -> int:
             print(f"| {key} | {r['moved']:.2f} | {r['rank_corr']:.2f} | {r['rank_corr_initial']:.2f} | "
                   f"{pc1['parameter']} ({pc1['abs_corr']:.2f}) | {r['pretrain_mean_rel']:.3f} |")
     if args.out:
-        meta = {"command": " ".join([Path(sys.executable).name, *sys.argv])}
+        meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "git_commit": git_commit()}
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
