@@ -1,0 +1,195 @@
+"""What the full-size runs say, written as sentences from their results files.
+
+Chapter "Reproducing the paper" derives each comparison; its introduction and the README print
+the same sentences (:func:`headline`), so the text follows the numbers wherever the runs go and
+no number is typed by hand. Thresholds: a fit is "faster" when its median time to the tolerance
+is below 0.8 of the other arm's; an arm is "more accurate" at ``T`` when its median MSE is below
+half the other's; MAD-PINN counts as reproduced when its median relative L2 at ``T`` is below 0.1.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ORDER", "find_results", "load_runs", "fmt", "compare", "arm_finding", "break_even", "pinn_rel_l2",
+           "headline", "readme_block", "README_START", "README_END"]
+
+ORDER = ["kdv", "burgers", "ac1d", "ac2d"]
+README_START = "<!-- findings: written by scripts/readme_findings.py from results/full; do not edit -->"
+README_END = "<!-- end of findings -->"
+
+
+REPO_URL = "https://github.com/madng-lite/madng-lite"
+
+
+def find_results(start: str | Path | None = None) -> Path:
+    """The repository's ``results/`` folder above ``start`` (default: the working directory).
+
+    In Colab, where a notebook runs without the repository, a shallow clone of it is made first.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for base in [here, *here.parents]:
+        if (base / "results").is_dir() and (base / "madng_lite").is_dir():
+            return base / "results"
+    if "google.colab" in sys.modules:
+        target = Path("/content/madng-lite")
+        if not target.exists():
+            subprocess.run(["git", "clone", "-q", "--depth", "1", REPO_URL, str(target)], check=True)
+        return target / "results"
+    raise FileNotFoundError("results/ not found: run this notebook from a clone of the repository")
+
+
+def load_runs(results: str | Path, kind: str = "full") -> dict[str, dict]:
+    """The ``results.json`` of each benchmark under ``results/<kind>/`` that exists, in book order."""
+    files = [Path(results) / kind / name / "results.json" for name in ORDER]
+    return {f.parent.name: json.loads(f.read_text()) for f in files if f.exists()}
+
+
+def fmt(v: float | None) -> str:
+    """Three digits; ``None`` (a diverged median) as such."""
+    return "inf (diverged)" if v is None else f"{v:.2e}"
+
+
+def compare(r: dict) -> dict:
+    """MAD-NG (nearest latent) against NG without meta-learning (fresh network) in one run."""
+    mad, fresh = r["arms"]["nearest"], r["arms"].get("fresh")
+    if fresh is None or "evolve" not in fresh:
+        raise KeyError(f"{r['benchmark']}: no evolved fresh-network arm in this run")
+    t_mad, t_fr = mad["fit"]["seconds"]["median"], fresh["fit"]["seconds"]["median"]
+    e_mad, e_fr = mad["evolve"]["mse"]["median"][-1], fresh["evolve"]["mse"]["median"][-1]
+    fit = ("faster than" if t_mad < 0.8 * t_fr
+           else "slower than" if t_mad > 1.25 * t_fr else "about as fast as")
+    if e_fr is None or (e_mad is not None and e_mad < 0.5 * e_fr):
+        acc = "more accurate"
+    elif e_mad is None or e_mad > 2 * e_fr:
+        acc = "less accurate"
+    else:
+        acc = "about as accurate"
+    step = max(mad["evolve"]["stepping_mse"]["median"][-1] or math.inf,
+               fresh["evolve"]["stepping_mse"]["median"][-1] or math.inf)
+    return {"fit": fit, "acc": acc, "t_mad": t_mad, "t_fresh": t_fr, "e_mad": e_mad, "e_fresh": e_fr,
+            "div_mad": mad["evolve"]["n_diverged"], "div_fresh": fresh["evolve"]["n_diverged"],
+            "n": mad["n"], "stepping": step,
+            "stepping_small": step < 0.1 * min(e_mad or math.inf, e_fr or math.inf)}
+
+
+def arm_finding(name: str, r: dict) -> str:
+    """One markdown bullet: fit time, accuracy at ``T``, divergences and the stepping's share."""
+    try:
+        c = compare(r)
+    except KeyError:
+        return f"* **{name}:** no fresh-network arm in this run."
+    text = (f"* **{name}:** fitting the start from the nearest latent is {c['fit']} fitting a fresh "
+            f"network ({c['t_mad']:.2f} s against {c['t_fresh']:.2f} s, medians), and MAD-NG ends "
+            f"{c['acc']} at $T$ (median MSE {fmt(c['e_mad'])} against {fmt(c['e_fresh'])}).")
+    if c["div_mad"] or c["div_fresh"]:
+        text += (f" Diverged: MAD-NG {c['div_mad']} of {c['n']} test samples, NG without "
+                 f"meta-learning {c['div_fresh']} of {c['n']}.")
+    if c["stepping_small"]:
+        text += (" For both, the time stepping adds little (median MSE against the solution of "
+                 f"their own start at most {fmt(c['stepping'])}): the error at $T$ is the fit's.")
+    return text
+
+
+def break_even(r: dict) -> tuple[float, float | None, float | None, float | None]:
+    """``(t_pretrain, t_mad, t_fresh, N*)``, ``N* = t_pretrain / (t_fresh - t_mad)``.
+
+    ``N*`` is ``inf`` when MAD is not faster (it never pays), ``None`` when MAD never reaches the
+    tolerance, ``0`` when only MAD reaches it.
+    """
+    t_mad = r["arms"]["nearest"]["fit"]["seconds_to_tol"]["median"]
+    t_fresh = r["arms"]["fresh"]["fit"]["seconds_to_tol"]["median"]
+    pre = r["pretrain"]["seconds"]
+    if t_mad is None:
+        return pre, t_mad, t_fresh, None
+    if t_fresh is None:
+        return pre, t_mad, t_fresh, 0.0
+    gain = t_fresh - t_mad
+    return pre, t_mad, t_fresh, (pre / gain if gain > 0 else math.inf)
+
+
+def pinn_rel_l2(r: dict) -> float | None:
+    """Median relative L2 at ``T`` of MAD-PINN in this run, or ``None`` when it was not run."""
+    b = r.get("baselines")
+    if not b or not b.get("samples"):
+        return None
+    return float(np.median([s["rel_l2"][-1] for s in b["samples"]]))
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _count(names: list[str], total: int) -> str:
+    return (f"none of the {total} benchmarks" if not names
+            else f"{len(names)} of {total} benchmarks ({_names(names)})")
+
+
+def headline(runs: dict[str, dict]) -> str:
+    """The finding of the full-size test runs in a few markdown bullets (intro, README)."""
+    if not runs:
+        return "*(no full-size test run yet)*"
+    comp = {}
+    for name, r in runs.items():
+        try:
+            comp[name] = compare(r)
+        except KeyError:
+            continue
+    n = {name: r["arms"]["nearest"]["n"] for name, r in runs.items()}
+    lines = [f"Full-size test runs of {_names(list(runs))} ({', '.join(f'{k}: {v}' for k, v in n.items())} "
+             "test samples), every arm fitted by the same optimiser to the same tolerance:", ""]
+    by = lambda key, val: [k for k, c in comp.items() if c[key] == val]  # noqa: E731
+    times = "; ".join(f"{k} {c['t_mad']:.2f} s against {c['t_fresh']:.2f} s" for k, c in comp.items())
+    lines.append(f"* **Fit of a new sample.** From the nearest training latent it was faster than a "
+                 f"fresh network on {_count(by('fit', 'faster than'), len(comp))}, about as fast on "
+                 f"{_names(by('fit', 'about as fast as'))}, slower on {_names(by('fit', 'slower than'))} "
+                 f"(medians, MAD against fresh: {times}).")
+    pays = {k: break_even(runs[k])[3] for k in comp}
+    paying = [k for k, v in pays.items() if v is not None and math.isfinite(v)]
+    lines.append("* **Break-even.** Pretraining pays for itself in fit time after "
+                 + ("; ".join(f"{k}: {pays[k]:.0f} queries" for k in paying) if paying
+                    else "no number of queries on any of them")
+                 + (f" (never on {_names([k for k in comp if k not in paying])})" if paying and
+                    len(paying) < len(comp) else "") + ".")
+    errs = "; ".join(f"{k} {fmt(c['e_mad'])} against {fmt(c['e_fresh'])}" for k, c in comp.items())
+    lines.append(f"* **Accuracy at T.** MAD-NG was more accurate than Neural Galerkin without "
+                 f"meta-learning on {_names(by('acc', 'more accurate'))}, about as accurate on "
+                 f"{_names(by('acc', 'about as accurate'))}, less accurate on "
+                 f"{_names(by('acc', 'less accurate'))} (median MSE, MAD-NG against fresh: {errs}).")
+    div = [f"{k}: MAD-NG {c['div_mad']} of {c['n']}, fresh {c['div_fresh']} of {c['n']}"
+           for k, c in comp.items() if c["div_mad"] or c["div_fresh"]]
+    lines.append("* **Robustness.** Diverged runs: " + ("; ".join(div) if div else "none") + ".")
+    man = {k: r["manifold"] for k, r in runs.items() if r.get("manifold")}
+    if man:
+        corr = "; ".join(f"{k} {m['rank_corr']:.2f} (random draw {m['rank_corr_initial']:.2f})"
+                         for k, m in man.items())
+        lines.append("* **Did the decoders learn their families?** Rank correlation of latent "
+                     f"distances with data distances: {corr}; a latent space that mirrors its "
+                     "family would score near 1.")
+    pinn = {k: pinn_rel_l2(r) for k, r in runs.items()}
+    pinn = {k: v for k, v in pinn.items() if v is not None}
+    if pinn:
+        lines.append("* **MAD-PINN** (relative L2 at T, median): "
+                     + "; ".join(f"{k} {v:.3f}" + ("" if v < 0.1 else " (not reproduced)")
+                                 for k, v in pinn.items()) + ".")
+    better = by("acc", "more accurate")
+    steadier = [k for k, c in comp.items() if c["div_mad"] < c["div_fresh"]]
+    if not paying and not better:
+        lines += ["", "**In short:** with the same optimiser for every arm, meta-learning did not pay on "
+                  "these families: a fresh network fits a new initial condition as fast or faster, "
+                  "and MAD-NG is not more accurate at $T$."
+                  + (f" It diverged less often than a fresh network on {_names(steadier)}." if steadier else "")]
+    elif paying or better:
+        lines += ["", f"**In short:** meta-learning paid in fit time on {_names(paying)} and in "
+                  f"accuracy at $T$ on {_names(better)}."]
+    return "\n".join(lines)
+
+
+def readme_block(results: str | Path) -> str:
+    """The README's findings section body, between its markers."""
+    return "\n".join([README_START, headline(load_runs(results, "full")), README_END])
