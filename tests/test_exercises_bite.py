@@ -125,6 +125,10 @@ ng_half = NeuralGalerkin(fts[0].decoder, test.pdes[0], z=fts[0].z, n_points=cfg.
     # --- baselines, reproduce (read only here) -------------------------------------------------
     "ex-baselines-ratio": "pinn_over_ng = 1.0 / pinn_over_ng    # the ratio upside down",
     "ex-baselines-weight": "ic_w01, ic_w1 = ic_w1, ic_w01        # swapped",
+    "ex-baselines-scales": '''
+def rhs_scales(U0, pdes, box, _f=rhs_scales):  # wave numbers of a 2 pi box, whatever the box
+    return _f(U0, pdes, (0.0, 2 * math.pi))
+''',
     "ex-reproduce-worst": 'spread_name = "not-a-benchmark"',
     "ex-reproduce-report": 'table = table.replace("| file | benchmark", "| benchmark", 1)',
     # --- explorer ------------------------------------------------------------------------------
