@@ -131,6 +131,10 @@ def rhs_scales(U0, pdes, box, _f=rhs_scales):  # wave numbers of a 2 pi box, wha
 ''',
     "ex-reproduce-worst": 'spread_name = "not-a-benchmark"',
     "ex-reproduce-report": 'table = table.replace("| file | benchmark", "| benchmark", 1)',
+    "ex-reproduce-stats": '''
+def final_stats(values, _f=final_stats):     # diverged samples dropped, not counted as inf
+    return _f([v for v in values if v is not None])
+''',
     # --- explorer ------------------------------------------------------------------------------
     "ex-explorer-nu": "lo_run, hi_run = hi_run, lo_run     # swapped runs",
     "ex-explorer-s": ("s_enough = {25: 50, 50: 100, 100: 200, 200: 400, 400: None, None: 25}"
