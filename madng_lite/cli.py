@@ -54,6 +54,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m madng_lite``: ``--version`` and the commands ``run`` and ``report``."""
     parser = argparse.ArgumentParser(prog="python -m madng_lite", description="MAD-NG for parametric PDEs")
     parser.add_argument("--version", action="version", version=f"madng-lite {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit code, 0 or 2 (a user's mistake)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

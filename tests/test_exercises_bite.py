@@ -125,8 +125,16 @@ ng_half = NeuralGalerkin(fts[0].decoder, test.pdes[0], z=fts[0].z, n_points=cfg.
     # --- baselines, reproduce (read only here) -------------------------------------------------
     "ex-baselines-ratio": "pinn_over_ng = 1.0 / pinn_over_ng    # the ratio upside down",
     "ex-baselines-weight": "ic_w01, ic_w1 = ic_w1, ic_w01        # swapped",
+    "ex-baselines-scales": '''
+def rhs_scales(U0, pdes, box, _f=rhs_scales):  # wave numbers of a 2 pi box, whatever the box
+    return _f(U0, pdes, (0.0, 2 * math.pi))
+''',
     "ex-reproduce-worst": 'spread_name = "not-a-benchmark"',
     "ex-reproduce-report": 'table = table.replace("| file | benchmark", "| benchmark", 1)',
+    "ex-reproduce-stats": '''
+def final_stats(values, _f=final_stats):     # diverged samples dropped, not counted as inf
+    return _f([v for v in values if v is not None])
+''',
     # --- explorer ------------------------------------------------------------------------------
     "ex-explorer-nu": "lo_run, hi_run = hi_run, lo_run     # swapped runs",
     "ex-explorer-s": ("s_enough = {25: 50, 50: 100, 100: 200, 200: 400, 400: None, None: 25}"
