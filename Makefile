@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP) mathjax
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	OMP_NUM_THREADS=$(TEST_THREADS) $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: file://$(CURDIR)/_build/html/index.html"
 
 test: $(STAMP) mathjax
