@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .decoder import Decoder
 from .derivatives import FastMLP, derivs_generic
 from .fit import run_lbfgs
-from .manifold import initial_latents
+from .manifold import PCAEncoder, initial_latents
 from .solve import NonFiniteError
 
 __all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
@@ -129,7 +129,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
              progress: bool = True, sobolev: bool | Sequence[str] | Mapping[str, Tensor] = False,
              sobolev_weight: float = 1.0, normalize: bool = False, checkpoint: str | os.PathLike | None = None,
              checkpoint_every: int = 200, config: dict | None = None,
-             callback: Callable[[int, float], None] | None = None) -> tuple[Tensor, PretrainReport]:
+             callback: Callable[[int, float], None] | None = None, z_init: str = "random"
+             ) -> tuple[Tensor, PretrainReport]:
     """Fit ``decoder`` (in place) and one latent per row of ``U0``; return ``(Z, report)``.
 
     Parameters
@@ -139,6 +140,9 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     latent_dim : optional check against ``decoder.latent_dim``.
     lam : weight of the latent penalty ``lam * mean(z_i^2)`` (0.01 KdV/Burgers, 0.05 Allen-Cahn).
     seed : seed of the initial latents ``z_i ~ N(0, I)``.
+    z_init : ``"random"`` (``z_i ~ N(0, I)`` from ``seed``) or ``"pca"``: each sample's coordinates on
+        the training data's principal directions (:class:`madng_lite.manifold.PCAEncoder`), so that
+        nearby initial conditions start at nearby latents.
     sobolev : ``True`` (``ux, uxx`` by the FFT, 1D), a list of names, or a mapping name -> ``(N, n)``.
     normalize : fit ``U0 / sigma`` with ``sigma = rms(U0)``, then multiply the output layer by ``sigma``
         (exact). The loss, ``lam`` and the network's initial output scale then mean the same whatever
@@ -154,6 +158,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         raise ValueError(f"latent_dim={latent_dim} but the decoder takes latents of size {decoder.latent_dim}")
     if lam < 0 or adam_iters < 0 or lbfgs_iters < 0:
         raise ValueError(f"need lam, adam_iters, lbfgs_iters >= 0; got {lam}, {adam_iters}, {lbfgs_iters}")
+    if z_init not in ("random", "pca"):
+        raise ValueError(f"unknown z_init {z_init!r}; known: 'random', 'pca'")
     from .io import CheckpointError, read_checkpoint, save_checkpoint
 
     dtype = decoder.dtype
@@ -167,7 +173,9 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     sigma = float((U0**2).mean().sqrt().clamp_min(1e-150)) if normalize else 1.0
     fit_targets = {k: v / sigma for k, v in targets.items()}
     finished = False
-    Z = initial_latents(N, decoder.latent_dim, seed).to(x.device, dtype).requires_grad_(True)
+    Z0 = initial_latents(N, decoder.latent_dim, seed) if z_init == "random" else \
+        PCAEncoder.fit(U0, decoder.latent_dim).encode(U0)
+    Z = Z0.to(x.device, dtype).requires_grad_(True)
     params = list(decoder.parameters())
     fast = FastMLP(decoder) if decoder.has_fast_path else None
 
@@ -182,6 +190,8 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
     start, history, lb_done = 0, [], 0
     ck = Path(checkpoint) if checkpoint is not None else None
     cfg = dict(config or {}, lam=lam, adam_iters=adam_iters, lbfgs_iters=lbfgs_iters, lr=lr, seed=seed)
+    if z_init != "random":   # (absent for random latents: the keys of earlier checkpoints stay valid)
+        cfg["z_init"] = z_init
     t0 = time.perf_counter()
     earlier, resumed = 0.0, False   # seconds spent by the runs this one resumes
     if ck is not None and ck.exists():

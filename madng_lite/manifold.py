@@ -10,18 +10,71 @@ meaning. Three numbers tell them apart:
   random labels (the same statistic of the initial draw ``Z_0`` is the baseline);
 * the correlation of the latents' leading principal components with the family's parameters
   (:func:`pc_correlations`).
+
+Latents drawn at random start as labels without meaning, and pretraining may leave them so. The
+:class:`PCAEncoder` gives them meaning from the start: each sample's coordinates on the leading
+principal directions of the training data (``pretrain(..., z_init="pca")``), so that nearby
+initial conditions begin at nearby latents.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["initial_latents", "spearman", "manifold_report", "pc_correlations"]
+__all__ = ["initial_latents", "PCAEncoder", "spearman", "manifold_report", "pc_correlations"]
 
 
 def initial_latents(n: int, latent_dim: int, seed: int) -> Tensor:
     """The initial draw ``Z_0 ~ N(0, I)`` of :func:`madng_lite.mad.pretrain` with ``seed``."""
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class PCAEncoder:
+    """A linear map ``u0 -> z`` fitted to training data (book: Chapter 2, latents with meaning).
+
+    ``z = basis (u0 - mean) / scale``: the coordinates of the centred sample on the ``k`` leading
+    principal directions of the training data (``basis``, orthonormal rows), padded with zeros up to
+    ``latent_dim`` when the data have fewer directions, and divided by the spread of the training
+    samples along the first direction (so the first coordinate has unit standard deviation, as a
+    draw from ``N(0, 1)`` would). Distances between latents are those between the samples' projections,
+    up to one factor.
+    """
+
+    mean: Tensor    # (n,)
+    basis: Tensor   # (k, n), k <= latent_dim
+    scale: float
+    latent_dim: int
+
+    @classmethod
+    def fit(cls, U0: Tensor, latent_dim: int) -> PCAEncoder:
+        """Principal directions of the rows of ``U0`` (N, n), N >= 2 samples that are not all equal."""
+        if U0.ndim != 2 or U0.shape[0] < 2:
+            raise ValueError(f"need U0 of shape (N, n) with N >= 2 samples, got {tuple(U0.shape)}")
+        if int(latent_dim) < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if not bool(torch.isfinite(U0).all()):
+            raise ValueError(f"U0 has {int((~torch.isfinite(U0)).sum())} non-finite value(s)")
+        U = U0.double()
+        mean = U.mean(0)
+        _, S, Vh = torch.linalg.svd(U - mean, full_matrices=False)
+        k = min(int(latent_dim), int((S > S[0] * 1e-12).sum())) if float(S[0]) > 0 else 0
+        if k == 0:
+            raise ValueError("the training samples are all equal: no principal direction to encode along")
+        scale = float(S[0]) / (U.shape[0] - 1) ** 0.5   # standard deviation along the first direction
+        return cls(mean, Vh[:k].clone(), scale, int(latent_dim))
+
+    def encode(self, U: Tensor) -> Tensor:
+        """Latents of the rows of ``U`` (N, n), shape ``(N, latent_dim)``; a single ``(n,)`` gives ``(latent_dim,)``."""
+        single = U.ndim == 1
+        U = U.reshape(1, -1) if single else U
+        if U.ndim != 2 or U.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"need samples of {self.mean.shape[0]} values, got shape {tuple(U.shape)}")
+        c = (U.double() - self.mean.to(U.device)) @ self.basis.to(U.device).T / self.scale
+        Z = torch.cat([c, c.new_zeros(c.shape[0], self.latent_dim - c.shape[1])], dim=1)
+        return Z[0] if single else Z
 
 
 def _ranks(v: Tensor) -> Tensor:

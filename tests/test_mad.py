@@ -213,3 +213,21 @@ def test_a_checkpoint_without_its_stage_is_refused_not_taken_as_finished(tmp_pat
     # and other settings are refused, naming the field
     with pytest.raises(CheckpointError, match=r"differ in \['lam'\]"):
         pretrain(_decoder(fam.box), fam.x, fam.U0, lam=0.5, **kw)
+
+
+def test_pca_initial_latents_start_from_the_encoder_and_key_the_checkpoint(tmp_path):
+    """``z_init="pca"``: pretraining starts from the data's principal coordinates; a checkpoint
+    made with random latents is not resumed by a PCA run (and the unknown option is named)."""
+    from madng_lite.io import CheckpointError
+    from madng_lite.manifold import PCAEncoder
+
+    fam = make_family("kdv", 6, seed=0, n_grid=32)
+    Z, _ = pretrain(_decoder(fam.box), fam.x, fam.U0, adam_iters=0, lbfgs_iters=0, progress=False, z_init="pca")
+    assert torch.equal(Z, PCAEncoder.fit(fam.U0, 5).encode(fam.U0))
+    ck = tmp_path / "ck.pt"
+    kw = dict(adam_iters=10, lbfgs_iters=0, lr=1e-2, progress=False, checkpoint=ck)
+    pretrain(_decoder(fam.box), fam.x, fam.U0, **kw)
+    with pytest.raises(CheckpointError, match="z_init"):
+        pretrain(_decoder(fam.box), fam.x, fam.U0, z_init="pca", **kw)
+    with pytest.raises(ValueError, match="unknown z_init 'encoder'"):
+        pretrain(_decoder(fam.box), fam.x, fam.U0, z_init="encoder", **kw)
