@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="12 training and 3 validation samples (a smoke test)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    commit = git_commit()   # at the start: the code that made the numbers
     rows = []
     print("| family | latents start | pretrain s | train rel. | moved | rank corr. (start -> end) | "
           "PC1 ~ parameter | held-out MAD-L rel. (median, worst) |")
@@ -111,7 +112,7 @@ def main() -> int:
                   f"{r['pc1_parameter']} ({r['pc1_abs_corr']:.2f}) | {ho} |", flush=True)
     if args.out:
         meta = {"command": "python benchmarks/latent_study.py " + " ".join(sys.argv[1:]),
-                "git_commit": git_commit(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "git_commit": commit, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                 "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                 "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "quick": args.quick}
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

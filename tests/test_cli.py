@@ -149,3 +149,15 @@ def test_the_figure_leaves_pyplot_alone(monkeypatch):
     sample = {"arms": {"nearest": {"evolve": {"mse": [1e-6, None, 1e-5]}}}}
     png = figure_png(fam, t, truth, truth + 1e-3, [sample], "burgers")
     assert png[:4] == b"\x89PNG" and plt.get_fignums() == before
+
+
+def test_a_run_can_start_its_latents_at_the_principal_coordinates(tmp_path, capsys):
+    """``--set z_init=pca``: pretraining starts from the data's principal coordinates, the run
+    records it, and the manifold diagnostics measure the movement from that start."""
+    out = tmp_path / "pca"
+    assert main(["run", "kdv", "--quick", "--out", str(out), "--set", "z_init=pca",
+                 "--set", "n_test=1"]) == 0
+    assert "kdv (test): MSE(T=" in capsys.readouterr().out
+    r = check_run(out, "kdv", capsys)
+    assert r["config"]["z_init"] == "pca"
+    assert r["manifold"]["rank_corr_initial"] > 0.99 and r["manifold"]["rank_corr"] > 0.9

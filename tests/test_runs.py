@@ -151,6 +151,7 @@ def test_partial_samples_with_fewer_predictions_are_refused(tmp_path, capsys, re
     (["--set", "sparse=100000"], "sparse: must be between 1"),
     (["--ridge", "-1"], "ridge: must be"),
     (["--set", "arms=nearest,oracle"], "arms"),
+    (["--set", "z_init=encoder"], "z_init: must be 'random' or 'pca'"),
     (["--set", "n_points=100000000"], "n_points"),
     (["--device", "warp-drive"], "unknown device"),
 ])

@@ -58,6 +58,7 @@ class RunConfig:
     ridge: float = 1e-8
     ft_lbfgs_iters: int = 0       # ... then L-BFGS evaluations ...
     ft_lm_iters: int = 0          # ... then Levenberg-Marquardt steps, for every arm alike
+    z_init: str = "random"        # pretraining's initial latents: "random" or "pca" (principal coordinates)
     arms: tuple[str, ...] = ("nearest", "random", "fresh")
     evolve_arms: tuple[str, ...] = ("nearest", "fresh")
     fold: bool = True             # evolve with W_z z folded into the first-layer bias
@@ -232,6 +233,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _need(cfg.n_grid >= 8 and cfg.n_grid % 2 == 0, "n_grid", f"must be even and >= 8, got {cfg.n_grid}")
     _need(cfg.n_grid % cfg.fit_stride == 0, "fit_stride", f"must divide n_grid = {cfg.n_grid}, got {cfg.fit_stride}")
     _need(cfg.ft_mode in ("L", "LM"), "ft_mode", f"must be 'L' or 'LM', got {cfg.ft_mode!r}")
+    _need(cfg.z_init in ("random", "pca"), "z_init", f"must be 'random' or 'pca', got {cfg.z_init!r}")
     allowed = ("ux", "uxx", "uxxx") if cfg.dim == 1 else ()
     bad = [s for s in cfg.sobolev if s not in allowed]
     _need(not bad, "sobolev", f"unknown derivative terms {bad} for a {cfg.dim}-D family; allowed: {list(allowed)}")

@@ -74,7 +74,9 @@ def make_context(cfg: RunConfig, rd: RunDir, seed: int, stochastic: bool, split:
     ctx = Context(cfg, rd, seed, stochastic, split, device, progress, fam, splits, np.array(eval_times(cfg)),
                   fit_index(cfg.n_grid, fam.dim, cfg.fit_stride), commit)
     # the MAD-PINN settings decide only the baselines stage, which keys its own state on them
-    core = {k: v for k, v in cfg.as_dict().items() if not k.startswith("pinn_") and k != "n_baseline"}
+    # (z_init only when not the default: the runs made before it existed keep their key)
+    core = {k: v for k, v in cfg.as_dict().items()
+            if not k.startswith("pinn_") and k != "n_baseline" and not (k == "z_init" and v == "random")}
     ctx.settings = {"config": core, "seed": seed, "stochastic": stochastic, "split": split,
                     "package": __version__, "threads": torch.get_num_threads(), "device": device.type,
                     "data": digest(fam.U0)}

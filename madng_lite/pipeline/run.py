@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import environment, quick_mode, resolve_device, set_seed
-from ..manifold import initial_latents, manifold_report
+from ..manifold import PCAEncoder, initial_latents, manifold_report
 from .config import resolve
 from .context import SPLITS, Context, git_commit, make_context
 from .figure import figure_png
@@ -121,7 +121,9 @@ def run_benchmark(name: str, quick: bool | None = None, sparse: int | None | str
         dec, Z, prep = pretrain_stage(ctx)
         clock.add("pretrain", prep.seconds_this_run or 0.0)
         U0_fit = ctx.train.U0[:, ctx.fit_idx].to(dev)
-        manifold = manifold_report(U0_fit, Z, initial_latents(cfg.n_train, cfg.latent_dim, ctx.seed))
+        Z0 = initial_latents(cfg.n_train, cfg.latent_dim, ctx.seed) if cfg.z_init == "random" else \
+            PCAEncoder.fit(U0_fit, cfg.latent_dim).encode(U0_fit)
+        manifold = manifold_report(U0_fit, Z, Z0)
         clock.save()
         samples, preds = _load_partial(ctx)
         bar = tqdm(range(len(ctx.scored)), desc=f"{name}: {split} samples", disable=not progress,

@@ -35,7 +35,7 @@ def pretrain_stage(ctx: Context) -> tuple[Decoder, torch.Tensor, PretrainReport]
                 "threads": ctx.settings["threads"], "device": ctx.settings["device"], "train_data": digest(U0.cpu())}
     Z, rep = pretrain(dec, ctx.x_fit, U0, lam=cfg.lam, adam_iters=cfg.adam_iters, lbfgs_iters=cfg.lbfgs_iters,
                       lr=cfg.lr, seed=ctx.seed, progress=ctx.progress, sobolev=sob, normalize=True,
-                      checkpoint=ctx.rd.file("pretrained.pt"), config=settings)
+                      checkpoint=ctx.rd.file("pretrained.pt"), config=settings, z_init=cfg.z_init)
     return dec, Z, rep
 
 
