@@ -56,6 +56,7 @@ class FitResult:
     first_below: dict[str, int | None] = field(default_factory=dict)   # threshold -> first iteration below
     history: list[tuple[int, float]] = field(default_factory=list)     # (iteration, mse), every 50 iterations
     best_iter: int = 0          # the iteration of the returned iterate
+    first_below_seconds: dict[str, float | None] = field(default_factory=dict)  # threshold -> seconds to it
 
     @property
     def total_iters(self) -> int:
@@ -76,6 +77,7 @@ class _Tracker:
         self.it, self.t0 = 0, time.perf_counter()
         self.best, self.best_mse, self.best_it = None, math.inf, 0
         self.first_below: dict[str, int | None] = {f"{t:g}": None for t in self.thresholds}
+        self.first_below_seconds: dict[str, float | None] = {f"{t:g}": None for t in self.thresholds}
         self.iters_to_tol: int | None = None
         self.seconds_to_tol: float | None = None
         self.history: list[tuple[int, float]] = []
@@ -87,6 +89,7 @@ class _Tracker:
         for t in self.thresholds:
             if mse < t and self.first_below[f"{t:g}"] is None:
                 self.first_below[f"{t:g}"] = self.it
+                self.first_below_seconds[f"{t:g}"] = time.perf_counter() - self.t0
         if mse < self.best_mse:
             self.best_mse, self.best_it, self.best = mse, self.it, [s.detach().clone() for s in state]
         if mse < self.tol and self.iters_to_tol is None:
@@ -196,7 +199,7 @@ def fit_sample(decoder: Decoder, x: Tensor, u0: Tensor, z0: Tensor | None = None
         p.requires_grad_(True)
     return FitResult(dec, None if z is None else z.detach(), track.best_mse, track.best_mse < tol, done,
                      time.perf_counter() - track.t0, track.iters_to_tol, track.seconds_to_tol, track.first_below,
-                     track.history, track.best_it)
+                     track.history, track.best_it, track.first_below_seconds)
 
 
 @torch.no_grad()
