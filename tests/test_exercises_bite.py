@@ -135,6 +135,9 @@ def rhs_scales(U0, pdes, box, _f=rhs_scales):  # wave numbers of a 2 pi box, wha
 def final_stats(values, _f=final_stats):     # diverged samples dropped, not counted as inf
     return _f([v for v in values if v is not None])
 ''',
+    # --- when does meta-learning pay -------------------------------------------------------------
+    "ex-pays-soonest": 'soonest = (soonest[1], soonest[0]) if soonest else ("fourier-3", 1e-6)  # order',
+    "ex-pays-relative": 'relative = {f["family"]: 1e-8 / f["u_rms"] for f in study}   # no square root',
     # --- explorer ------------------------------------------------------------------------------
     "ex-explorer-nu": "lo_run, hi_run = hi_run, lo_run     # swapped runs",
     "ex-explorer-s": ("s_enough = {25: 50, 50: 100, 100: 200, 200: 400, 400: None, None: 25}"

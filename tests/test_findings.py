@@ -66,3 +66,28 @@ def test_readme_quotes_the_results_files():
 
 def test_find_results_from_inside_the_repository():
     assert F.find_results(ROOT / "book") == ROOT / "results"
+
+
+def _family(name, rows):
+    return {"family": name, "n_val": 8, "command": "c",
+            "rows": [{"tol": tol, "n_star": n, "n_star_batched": nb,
+                      "arms": {"mad_l": {"reached": rl, "seconds_to_tol": math.inf},
+                               "mad_lm": {"reached": 8, "seconds_to_tol": tm},
+                               "fresh": {"reached": 8, "seconds_to_tol": tf}}}
+                     for tol, n, nb, rl, tm, tf in rows]}
+
+
+def test_payoff_headline_names_where_it_pays_and_where_not():
+    fams = [_family("fourier-3", [(1e-6, math.inf, math.inf, 0, 0.2, 0.1)]),
+            _family("fourier-10", [(1e-6, 158.2, math.inf, 0, 0.5, 1.3), (1e-8, 0.0, math.inf, 1, 1.0, math.inf)]),
+            _family("fourier-30", [(1e-6, math.inf, math.inf, 0, math.inf, math.inf),
+                                    (1e-4, 1000.0, math.inf, 0, 0.9, 1.0)])]
+    text = F.payoff_headline(fams)
+    assert "in 2 of 5 (family, tolerance) cells" in text
+    assert "fourier-10 at 1e-06 (N* = 158, 62 % faster)" in text
+    assert "In 1 more it was faster by less than 20 %, a tie (N* from 1000 to 1000 queries)" in text
+    assert "fourier-10 at 1e-08 (from the first query: fresh does not reach it)" in text
+    assert "in 1 cells (fourier-30 at 1e-06)" in text and "reached a tolerance in 1 of 40 fits" in text
+    assert "In the remaining 1 cell a fresh network was as fast or faster." in text
+    assert text.endswith("batched MAD-L paid nowhere.")
+    assert F.payoff_headline([]).startswith("*(no meta-learning study")

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ORDER", "find_results", "load_runs", "fmt", "compare", "arm_finding", "break_even", "pinn_rel_l2",
-           "headline", "readme_block", "README_START", "README_END"]
+           "headline", "load_payoff", "payoff_cells", "payoff_headline", "readme_block", "README_START", "README_END"]
+
+PAYOFF_FILES = ("meta_pays_study.json", "meta_pays_study_ac2d.json")
 
 ORDER = ["kdv", "burgers", "ac1d", "ac2d"]
 README_START = "<!-- findings: written by scripts/readme_findings.py from results/full; do not edit -->"
@@ -181,7 +183,7 @@ def headline(runs: dict[str, dict]) -> str:
     steadier = [k for k, c in comp.items() if c["div_mad"] < c["div_fresh"]]
     if not paying and not better:
         lines += ["", "**In short:** with the same optimiser for every arm, meta-learning did not pay on "
-                  "these families: a fresh network fits a new initial condition as fast or faster, "
+                  "the benchmarks' families: a fresh network fits a new initial condition as fast or faster, "
                   "and MAD-NG is not more accurate at $T$."
                   + (f" It diverged less often than a fresh network on {_names(steadier)}." if steadier else "")]
     elif paying or better:
@@ -190,6 +192,82 @@ def headline(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _inf(v):
+    return math.inf if v == "inf" else v   # the study files write infinity as "inf"
+
+
+def load_payoff(results: str | Path) -> list[dict]:
+    """The families of the meta-learning study (``benchmarks/meta_pays_study.py``), infinities restored."""
+    fams = []
+    for name in PAYOFF_FILES:
+        path = Path(results) / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        for f in data["families"]:
+            f["command"] = data["meta"]["command"]
+            for row in f["rows"]:
+                row["n_star"], row["n_star_batched"] = _inf(row["n_star"]), _inf(row["n_star_batched"])
+                for a in row["arms"].values():
+                    a["seconds_to_tol"] = _inf(a["seconds_to_tol"])
+            fams.append(f)
+    return fams
+
+
+CLEAR_SAVING = 0.2   # a saving below 20 % of the fresh fit's time counts as a tie (the "faster" rule above)
+
+
+def _cells_text(cells: list[tuple[str, float, float, float]]) -> str:
+    """``(family, tol, N*, saving)`` cells; the saving is ``1 - t_MAD / t_fresh`` (0 < saving <= 1)."""
+    return "; ".join(f"{f} at {t:g} (N* = {n:.0f}, {100 * sv:.0f} % faster)" if n > 0
+                     else f"{f} at {t:g} (from the first query: fresh does not reach it)" for f, t, n, sv in cells)
+
+
+def _saving(row: dict, arm: str) -> float:
+    t_mad, t_fresh = row["arms"][arm]["seconds_to_tol"], row["arms"]["fresh"]["seconds_to_tol"]
+    return 1.0 if math.isinf(t_fresh) else 1.0 - t_mad / t_fresh
+
+
+def payoff_cells(fams: list[dict], arm: str = "mad_lm") -> tuple[list, list]:
+    """The (family, tol, N*, saving) cells where ``arm`` repays its pretraining: clearly (a saving of at
+    least :data:`CLEAR_SAVING`, or fresh does not get there) and narrowly (a finite ``N*``, a smaller saving)."""
+    key = "n_star" if arm == "mad_lm" else "n_star_batched"
+    cells = [(f["family"], row["tol"], row[key], _saving(row, arm)) for f in fams for row in f["rows"]
+             if math.isfinite(row[key])]
+    return [c for c in cells if c[3] >= CLEAR_SAVING], [c for c in cells if c[3] < CLEAR_SAVING]
+
+
+def payoff_headline(fams: list[dict]) -> str:
+    """Where meta-learning pays on the study's families, as one markdown paragraph (intro, README, its chapter)."""
+    if not fams:
+        return "*(no meta-learning study yet)*"
+    cells = [(f, row) for f in fams for row in f["rows"]]
+    tols = sorted({row["tol"] for _, row in cells}, reverse=True)
+    clear, narrow = payoff_cells(fams)
+    clear_b, narrow_b = payoff_cells(fams, "mad_l_batched")
+    neither = [f"{f['family']} at {row['tol']:g}" for f, row in cells
+               if math.isinf(row["arms"]["mad_lm"]["seconds_to_tol"]) and math.isinf(row["arms"]["fresh"]["seconds_to_tol"])]
+    rest = len(cells) - len(clear) - len(narrow) - len(neither)
+    fits = sum(f["n_val"] for f, _ in cells)
+    mad_l = sum(row["arms"]["mad_l"]["reached"] for _, row in cells)
+    text = (f"**When does meta-learning pay?** On {len(fams)} families of growing complexity "
+            f"({', '.join(f['family'] for f in fams)}), new samples fitted to MSE tolerances "
+            f"{', '.join(f'{t:g}' for t in tols)} by the same Levenberg-Marquardt fit for every arm: MAD-LM from "
+            f"the nearest latent clearly repaid its pretraining (at least {100 * CLEAR_SAVING:.0f} % faster than a "
+            f"fresh network, or reaching the tolerance in most fits where the fresh network did not) in {len(clear)} "
+            f"of {len(cells)} (family, tolerance) cells" + (f": {_cells_text(clear)}" if clear else "") + ". "
+            + (f"In {len(narrow)} more it was faster by less than {100 * CLEAR_SAVING:.0f} %, a tie "
+               f"(N* from {min(c[2] for c in narrow):.0f} to {max(c[2] for c in narrow):.0f} queries). " if narrow else "")
+            + (f"Neither MAD-LM nor a fresh network reached the tolerance in most fits in {len(neither)} cells "
+               f"({', '.join(neither)}). " if neither else "")
+            + (f"In the remaining {rest} cell{'s' if rest != 1 else ''} a fresh network was as fast or faster. " if rest else "")
+            + f"The latent alone (MAD-L) reached a tolerance in {mad_l} of {fits} fits, so batched MAD-L "
+            + (f"paid in {len(clear_b) + len(narrow_b)} cells: {_cells_text(clear_b + narrow_b)}."
+               if clear_b or narrow_b else "paid nowhere."))
+    return text
+
+
 def readme_block(results: str | Path) -> str:
     """The README's findings section body, between its markers."""
-    return "\n".join([README_START, headline(load_runs(results, "full")), README_END])
+    return "\n".join([README_START, payoff_headline(load_payoff(results)), "",
+                      headline(load_runs(results, "full")), README_END])
