@@ -461,6 +461,37 @@ class FastMLP:
         return full[self.g_index.to(full.device), self.h_index.to(full.device)]
 
 
+    def _blocks(self, state: dict):
+        """``(G_l, H_l)`` of each layer: its backward signals ``(out, n)`` and inputs with a row of ones
+        ``(in + 1, n)``; layer ``l``'s Jacobian columns are the products ``g_i * h_j`` (book: Chapter 5)."""
+        GT, HT = state["GT"], state["HT"]
+        return [(GT[self.g_off[l]: self.g_off[l + 1]], HT[self.h_off[l]: self.h_off[l + 1]])
+                for l in range(len(self.dec.layers))]
+
+    def dual_gram(self, state: dict) -> Tensor:
+        """``J J^T`` (``n x n``) without forming ``J``: ``sum_l (G_l^T G_l) * (H_l^T H_l)`` (book: Chapter 5).
+
+        A column of layer ``l`` is ``g_i * h_j``, so ``sum_{i, j} g_i(x) h_j(x) g_i(y) h_j(y)`` factors
+        into ``(sum_i g_i(x) g_i(y)) (sum_j h_j(x) h_j(y))``: ``2 n^2 (out + in + 1)`` flops per layer
+        instead of ``2 n^2 out (in + 1)``.
+        """
+        blocks = self._blocks(state)
+        G, H = blocks[-1]   # the output layer: G is a row of ones, so its term is H^T H itself
+        M = torch.mm(H.T, H) if G.shape[0] == 1 and bool((G == 1).all()) else torch.mm(G.T, G).mul_(torch.mm(H.T, H))
+        a, b = torch.empty_like(M), torch.empty_like(M)
+        for G, H in blocks[:-1]:
+            M.addcmul_(torch.mm(G.T, G, out=a), torch.mm(H.T, H, out=b))
+        return M
+
+    def jac_t(self, state: dict, y: Tensor) -> Tensor:
+        """``J^T y`` (``p``, theta's order) without forming ``J``: per layer ``(G_l diag(y)) H_l^T``."""
+        parts = []
+        for G, H in self._blocks(state):
+            P = torch.mm(G * y, H.T)  # (out, in + 1): the weights' entries, then the bias column
+            parts += [P[:, :-1].reshape(-1), P[:, -1]]
+        return torch.cat(parts)
+
+
 def derivs(dec: Decoder, theta: Tensor, x: Tensor, z: Tensor | None, requires: Iterable[str]) -> dict[str, Tensor]:
     """Named derivatives by the fast path when available, else the generic one."""
     if dec.has_fast_path:

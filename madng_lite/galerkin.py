@@ -22,7 +22,7 @@ from . import points as pts
 from .decoder import Decoder
 from .derivatives import FastMLP
 from .engine import DEFAULT_POINTS, GenericPath, check_memory
-from .solve import DivergenceError, NonFiniteError, check_finite, lstsq_solve
+from .solve import DivergenceError, NonFiniteError, check_finite, lstsq_solve, ridge_cholesky
 from .sparse import draw_indices
 
 INTEGRATORS = ("euler", "rk4", "rk45")
@@ -127,6 +127,8 @@ class NeuralGalerkin:
         """``theta_dot`` restricted to ``cols`` (shape ``(len(cols),)``); ``record``: keep the relative
         residual ``||J[:, cols] theta_dot - f|| / ||f||`` (see ``NGResult.residuals``)."""
         t0 = self._tick()
+        if self._dual_dense(cols):
+            return self._solve_dual(f, state, t, record, t0)
         A = self.engine.jac(state, cols)
         check_finite("the Jacobian J", A, t)
         t1 = self._tick()
@@ -135,6 +137,29 @@ class NeuralGalerkin:
         if record:
             fn = float(f.norm())
             self._residuals.append((t, float((A @ eta - f).norm()) / fn if fn > 0 else 0.0))
+        t2 = self._tick()
+        self.timings["jacobian"] += t1 - t0
+        self.timings["solve"] += t2 - t1
+        return eta
+
+    def _dual_dense(self, cols: Tensor) -> bool:
+        """Dense ridge steps with more parameters than points take the dual form without forming ``J``
+        (the fused engine's :meth:`~madng_lite.derivatives.FastMLP.dual_gram`; book: Chapter 5)."""
+        return (self.solver == "ridge" and cols.numel() == self.p and self.x.shape[0] < self.p
+                and getattr(self.engine, "fused", False))
+
+    def _solve_dual(self, f: Tensor, state: dict, t: float, record: bool, t0: float) -> Tensor:
+        """``theta_dot = J^T (J J^T + lam I)^{-1} f`` with ``J J^T`` from the layers' factors: the same
+        solution as :func:`~madng_lite.solve.lstsq_solve` (``s = p > n``) up to rounding."""
+        M = self.engine.dual_gram(state)
+        check_finite("the Gram matrix J J^T", M, t)
+        t1 = self._tick()
+        y, lam = ridge_cholesky(M, f, self.ridge, self.p)
+        eta = self.engine.jac_t(state, y)
+        check_finite("theta_dot", eta, t)
+        if record:  # J eta = J J^T y = (M - lam I) y
+            fn = float(f.norm())
+            self._residuals.append((t, float((M @ y - lam * y - f).norm()) / fn if fn > 0 else 0.0))
         t2 = self._tick()
         self.timings["jacobian"] += t1 - t0
         self.timings["solve"] += t2 - t1

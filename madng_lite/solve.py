@@ -37,29 +37,29 @@ def check_finite(name: str, value: Tensor, t: float | None = None) -> None:
         raise NonFiniteError(f"non-finite values in {name}{when} (the solve or the step size may be unstable)")
 
 
+def ridge_cholesky(M: Tensor, rhs: Tensor, ridge: float, s: int) -> tuple[Tensor, float]:
+    """Solve ``(M + lam I) y = rhs`` by Cholesky with ``lam = ridge * trace(M) / s`` (``M`` is changed in
+    place); return ``(y, lam)``. ``M`` is ``A^T A`` or ``A A^T`` of an ``n x s`` matrix ``A``."""
+    if not ridge > 0:
+        raise ValueError(f"ridge must be > 0, got {ridge}")
+    lam = float(ridge * torch.diagonal(M).sum() / s)
+    M.diagonal().add_(lam)
+    L, info = torch.linalg.cholesky_ex(M)
+    if int(info) != 0:
+        raise NonFiniteError(f"Cholesky failed (matrix not positive definite at ridge {ridge:g}); "
+                             "use float64 or a larger ridge")
+    return torch.cholesky_solve(rhs[:, None], L)[:, 0], lam
+
+
 def lstsq_solve(A: Tensor, f: Tensor, method: str = "ridge", ridge: float = 1e-8, rcond: float = 1e-6) -> Tensor:
     """Regularised least-squares solution of ``A eta ~= f``; ``A`` is ``(n, s)``, ``f`` is ``(n,)``."""
     if A.ndim != 2 or f.ndim != 1 or A.shape[0] != f.shape[0]:
         raise ValueError(f"need A (n, s) and f (n,), got {tuple(A.shape)} and {tuple(f.shape)}")
     n, s = A.shape
     if method == "ridge":
-        if not ridge > 0:
-            raise ValueError(f"ridge must be > 0, got {ridge}")
         if s <= n:
-            M = A.T @ A
-            lam = ridge * torch.diagonal(M).sum() / s
-            rhs = A.T @ f
-        else:
-            M = A @ A.T
-            lam = ridge * torch.diagonal(M).sum() / s
-            rhs = f
-        M.diagonal().add_(lam)
-        L, info = torch.linalg.cholesky_ex(M)
-        if int(info) != 0:
-            raise NonFiniteError(f"Cholesky failed (matrix not positive definite at ridge {ridge:g}); "
-                                 "use float64 or a larger ridge")
-        y = torch.cholesky_solve(rhs[:, None], L)[:, 0]
-        return y if s <= n else A.T @ y
+            return ridge_cholesky(A.T @ A, A.T @ f, ridge, s)[0]
+        return A.T @ ridge_cholesky(A @ A.T, f, ridge, s)[0]
     if method == "pinv":
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
         keep = S > rcond * S[0]

@@ -302,3 +302,34 @@ def test_the_ng_residual_is_recorded_per_step():
     assert 0 < float(res.residuals.max()) < 0.5
     dense = advection_setup()[2].evolve(dec.flat_theta(), T=0.2, dt=0.02, progress=False)
     assert float(dense.residuals.max()) < float(res.residuals.min())   # all columns fit better than 30
+
+
+# ----- the dense step without J (dual Gram from the layers' factors) ------------------------------
+@pytest.mark.parametrize("dim, latent", [(1, 0), (1, 3), (2, 2)])
+def test_dual_gram_and_transpose_product_equal_those_of_J(dim, latent):
+    box = [(0.0, 2 * math.pi)] * dim
+    dec = Decoder(box, latent_dim=latent, width=10, depth=3, n_freq=2, seed=1)
+    z = torch.linspace(-0.5, 0.5, latent, dtype=torch.float64) if latent else None
+    x = points.grid(box, 40 if dim == 1 else 7)
+    fast = FastMLP(dec)
+    with torch.no_grad():
+        _, st = fast.forward(dec.flat_theta(), x, z, ("u", "ux"), need_jac=True)
+        J = fast.jac(st)
+        y = torch.randn(x.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        M = J @ J.T
+        assert float((fast.dual_gram(st) - M).abs().max()) <= 1e-13 * float(M.abs().max())
+        assert torch.allclose(fast.jac_t(st, y), J.T @ y, rtol=0, atol=1e-13 * float((J.T @ y).abs().max()))
+
+
+def test_dense_dual_step_solves_the_same_problem_as_the_jacobian_path():
+    # p = 253 > n = 200: the fused engine takes the dual form; the reference engine forms J
+    outs, res = [], []
+    for fused in (True, False):
+        dec, z, ng = advection_setup(ridge=1e-4)
+        ng.engine = FastMLP(dec, fused=fused)
+        assert ng._dual_dense(torch.arange(ng.p)) == fused and not ng._dual_dense(torch.arange(10))
+        r = ng.evolve(dec.flat_theta(), T=0.2, dt=0.05, progress=False)
+        outs.append(r.thetas)
+        res.append(r.residuals)
+    assert torch.allclose(outs[0], outs[1], rtol=0, atol=1e-10)
+    assert torch.allclose(res[0], res[1], rtol=1e-8, atol=0)
