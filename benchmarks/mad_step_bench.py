@@ -1,6 +1,6 @@
 """Per-step cost of MAD-NG at the full benchmark sizes: sparse (s) vs dense (issue: MAD-NG end to end).
 
-For each benchmark the decoder has the full-size shape (``madng_lite.experiment.FULL``: width,
+For each benchmark the decoder has the full-size shape (``madng_lite.pipeline.FULL``: width,
 depth, latent size, grid of sample points) and a random latent; the cost of an RK4 step does not
 depend on the weights. Each row is the median over ``--repeats`` runs of ``--steps`` steps, with the
 split into derivatives / Jacobian columns / solve. Sparse and dense rows of one benchmark are
@@ -28,7 +28,7 @@ from madng_lite import __version__
 from madng_lite.data import FAMILIES
 from madng_lite.decoder import Decoder
 from madng_lite.derivatives import FastMLP
-from madng_lite.experiment import FULL
+from madng_lite.pipeline import FULL
 from madng_lite.galerkin import NeuralGalerkin
 from madng_lite.pdes import AllenCahn, Burgers, KdV
 
