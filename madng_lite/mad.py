@@ -36,7 +36,7 @@ from .fit import run_lbfgs
 from .manifold import PCAEncoder, initial_latents
 from .solve import NonFiniteError
 
-__all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "finetune"]
+__all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "nearest_latents", "finetune"]
 
 
 @dataclass
@@ -265,6 +265,19 @@ def nearest_latent(U0_train: Tensor, Z: Tensor, u0_new: Tensor) -> tuple[Tensor,
         raise ValueError(f"u0_new has {u0_new.shape[0]} values, the training grid has {U0_train.shape[1]}")
     i = int(((U0_train - u0_new) ** 2).sum(dim=1).argmin())
     return Z[i].detach().clone(), i
+
+
+def nearest_latents(U0_train: Tensor, Z: Tensor, u0_new: Tensor, k: int) -> tuple[Tensor, list[int]]:
+    """The latents ``(k, latent)`` of the ``k`` training samples closest to ``u0_new``, nearest first,
+    and their indices: the starts of a best-of-``k`` MAD-L fit (book: Chapter 2, the auto-decoder).
+
+    ``nearest_latents(U, Z, u, 1)`` is ``nearest_latent(U, Z, u)`` as a batch of one."""
+    if not isinstance(k, int) or not 1 <= k <= U0_train.shape[0]:
+        raise ValueError(f"k must be an integer between 1 and the {U0_train.shape[0]} training samples, got {k!r}")
+    nearest_latent(U0_train, Z, u0_new)             # the same checks of shapes
+    d = ((U0_train - u0_new.reshape(-1).to(U0_train)) ** 2).sum(dim=1)
+    idx = [int(i) for i in torch.sort(d, stable=True).indices[:k]]
+    return Z[idx].detach().clone(), idx
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 from madng_lite.data import make_family
 from madng_lite.decoder import Decoder
 from madng_lite.io import load_checkpoint, read_checkpoint
-from madng_lite.mad import finetune, nearest_latent, pretrain, reconstruct
+from madng_lite.mad import finetune, nearest_latent, nearest_latents, pretrain, reconstruct
 
 
 def _decoder(box, seed=0) -> Decoder:
@@ -56,6 +56,17 @@ def test_nearest_latent_and_errors(kdv_model):
     assert i == 7 and torch.equal(z, Z[7])
     with pytest.raises(ValueError, match="u0_new has 10 values"):
         nearest_latent(train.U0, Z, torch.zeros(10))
+    u = test.U0[0]
+    Zk, idx = nearest_latents(train.U0, Z, u, 4)
+    dist = ((train.U0 - u) ** 2).sum(dim=1)
+    assert idx[0] == nearest_latent(train.U0, Z, u)[1] and len(set(idx)) == 4
+    assert all(dist[a] <= dist[b] for a, b in zip(idx, idx[1:]))
+    assert all(dist[j] >= dist[idx[-1]] for j in range(len(dist)) if j not in idx)
+    assert torch.equal(Zk, Z[idx])
+    with pytest.raises(ValueError, match="k must be an integer"):
+        nearest_latents(train.U0, Z, u, len(Z) + 1)
+    with pytest.raises(ValueError, match="u0_new has 10 values"):
+        nearest_latents(train.U0, Z, torch.zeros(10), 2)
     with pytest.raises(ValueError, match="same N"):
         nearest_latent(train.U0, Z[:3], test.U0[0])
     with pytest.raises(ValueError, match="latent_dim=4"):
