@@ -5,7 +5,9 @@ After fine-tuning, each sample has its own weights ``theta_b`` (its latent folde
 architecture. So every stage of B time steps can be done as batched tensor operations: the
 forward pass with its x-derivatives as ``bmm`` over ``(B, units, n)`` blocks, the Jacobians as one
 ``(B, n, p)`` tensor (or ``(B, n, s)`` columns, a draw per sample), the Gram matrices, Cholesky
-factorisations and solves as batched LAPACK calls. Each sample draws its indices from its own
+factorisations and solves as batched LAPACK calls. On a CPU the samples go through in groups whose
+Jacobians fit in a core's cache (:func:`auto_chunk`), into buffers reused from stage to stage: one
+``(B, n, p)`` tensor for all of them spills to memory and runs slower than a loop of single runs. Each sample draws its indices from its own
 generator, exactly as :class:`madng_lite.galerkin.NeuralGalerkin` with the same seed would, so a
 sample's trajectory is the one of a single run, up to the rounding of the batched products.
 1-D problems, fixed activations, RK4; a sample whose state stops being finite is frozen and
@@ -23,7 +25,7 @@ from .decoder import Decoder
 from .derivatives import FastMLP, max_order
 from .sparse import draw_indices
 
-__all__ = ["BatchedMLP", "evolve_batch"]
+__all__ = ["BatchedMLP", "auto_chunk", "evolve_batch"]
 
 
 class BatchedMLP:
@@ -94,38 +96,60 @@ class BatchedMLP:
 
     def jac(self, state: dict, cols: Tensor | None = None) -> Tensor:
         """``J`` per sample, ``(B, n, p)``, or the columns ``cols`` (B, s) of each, ``(B, n, s)``."""
+        return self.jac_t(state, cols).transpose(1, 2)
+
+    def jac_t(self, state: dict, cols: Tensor | None = None, out: Tensor | None = None,
+              scratch: Tensor | None = None) -> Tensor:
+        """``J^T`` per sample, contiguous ``(B, p, n)`` (or ``(B, s, n)`` for ``cols``): each column of
+        ``J`` a row, the layout in which the Gram matrix ``J^T J`` is one ``bmm``. ``out`` and
+        ``scratch`` (that shape) are reused instead of fresh tensors when given."""
         GT, HT = state["GT"], state["HT"]
         if cols is None:
             gi, hj = self.g_index.to(GT.device), self.h_index.to(HT.device)
-            return (GT.index_select(1, gi) * HT.index_select(1, hj)).transpose(1, 2)
-        B, n = GT.shape[0], GT.shape[2]
+            A = torch.index_select(GT, 1, gi, out=out) if out is not None else GT.index_select(1, gi)
+            return A.mul_(torch.index_select(HT, 1, hj, out=scratch) if scratch is not None else HT.index_select(1, hj))
+        n = GT.shape[2]
         gi = self.g_index.to(GT.device)[cols][:, :, None].expand(-1, -1, n)
         hj = self.h_index.to(HT.device)[cols][:, :, None].expand(-1, -1, n)
-        return (torch.gather(GT, 1, gi) * torch.gather(HT, 1, hj)).transpose(1, 2)
+        A = torch.gather(GT, 1, gi, out=out) if out is not None else torch.gather(GT, 1, gi)
+        return A.mul_(torch.gather(HT, 1, hj, out=scratch) if scratch is not None else torch.gather(HT, 1, hj))
 
 
-def _ridge(A: Tensor, f: Tensor, ridge: float) -> tuple[Tensor, Tensor]:
-    """The ridge solve of :func:`madng_lite.solve.lstsq_solve` for each of B systems; and which failed."""
-    B, n, s = A.shape
-    At = A.transpose(1, 2)
+def _ridge(At: Tensor, f: Tensor, ridge: float, gram: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The ridge solve of :func:`madng_lite.solve.lstsq_solve` for each of B systems ``J = At^T``
+    (``At`` (B, s, n)); and which failed. ``gram`` ((B, s, s) or (B, n, n)) is reused when given."""
+    B, s, n = At.shape
     if s <= n:
-        M, rhs = At @ A, (At @ f[:, :, None])[:, :, 0]
+        M, rhs = torch.bmm(At, At.transpose(1, 2), out=gram), torch.bmm(At, f[:, :, None])[:, :, 0]
     else:
-        M, rhs = A @ At, f
+        M, rhs = torch.bmm(At.transpose(1, 2), At, out=gram), f
     lam = ridge * torch.diagonal(M, dim1=1, dim2=2).sum(dim=1) / s
-    M = M + lam[:, None, None] * torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    M.diagonal(dim1=1, dim2=2).add_(lam[:, None])
     L, info = torch.linalg.cholesky_ex(M)
     y = torch.cholesky_solve(rhs[:, :, None], L)[:, :, 0]
-    return (y if s <= n else (At @ y[:, :, None])[:, :, 0]), info != 0
+    return (y if s <= n else torch.bmm(At, y[:, :, None])[:, :, 0]), info != 0
+
+
+def auto_chunk(B: int, cols: int, n: int, device: torch.device | str, budget: int = 4 << 20) -> int:
+    """Samples per batched call: all ``B`` on a GPU; on a CPU as many as keep one chunk's ``J``
+    (``cols x n`` float64 values per sample) within ``budget`` bytes, the size of a core's cache: a
+    ``J`` that spills out of it costs more time per sample than the loop it replaces
+    (``benchmarks/batch_bench.py --evolve-steps``; book: Chapter 5)."""
+    if torch.device(device).type != "cpu":
+        return B
+    return max(1, min(B, budget // max(1, 8 * cols * n)))
 
 
 @torch.no_grad()
 def evolve_batch(dec: Decoder, Theta0: Tensor, pdes: list, T: float, dt: float, t_eval: Tensor,
                  n_points: int = 1000, sparse: int | None = None, ridge: float = 1e-8,
-                 seeds: list[int] | None = None, blowup: float = 1e4) -> dict:
+                 seeds: list[int] | None = None, blowup: float = 1e4, chunk: int | None = None) -> dict:
     """RK4 Neural Galerkin for the B rows of ``Theta0`` (B, p) of the latent-free ``dec``, each with its
     own PDE; the settings mean what they mean in :class:`~madng_lite.galerkin.NeuralGalerkin`.
 
+    ``chunk``: samples per batched call (default :func:`auto_chunk`: all of them on a GPU, a
+    cache-sized group on a CPU); it changes the speed, not the arithmetic of a sample (at most
+    the rounding of its batched products).
     Returns ``thetas`` (B, len(t_eval), p) and ``diverged_at`` (B,; NaN where the run finished).
     """
     B, p = Theta0.shape
@@ -133,6 +157,8 @@ def evolve_batch(dec: Decoder, Theta0: Tensor, pdes: list, T: float, dt: float, 
         raise ValueError(f"need one PDE (and seed) per row of Theta0: {B} rows, {len(pdes)} PDEs")
     if sparse is not None and not 1 <= sparse <= p:
         raise ValueError(f"sparse must be between 1 and p = {p}, got {sparse}")
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     n_steps = int(round(T / dt))
     if abs(n_steps * dt - T) > 1e-9 * T:
         raise ValueError(f"T = {T} is not a multiple of dt = {dt}")
@@ -149,12 +175,32 @@ def evolve_batch(dec: Decoder, Theta0: Tensor, pdes: list, T: float, dt: float, 
 
     u_limit = blowup * eng.forward(theta, x, ("u",))[0]["u"].abs().amax(dim=1).cpu()
 
-    def stage(th: Tensor, cols: Tensor | None) -> Tensor:
+    n_cols = p if sparse is None else sparse
+    c = chunk or auto_chunk(B, n_cols, n_points, dev)
+    bufs: dict[int, tuple[Tensor, Tensor, Tensor]] = {}   # per chunk size: J^T, its scratch, the Gram
+
+    def part(th: Tensor, cols: Tensor | None, qs: list, lim: Tensor) -> tuple[Tensor, Tensor]:
         d, st = eng.forward(th, x, requires, need_jac=True)
-        f = torch.stack([q.rhs(x, {k: v[b] for k, v in d.items()}) for b, q in enumerate(pdes)])
-        eta, failed = _ridge(eng.jac(st, cols), f, ridge)
+        f = torch.stack([q.rhs(x, {k: v[b] for k, v in d.items()}) for b, q in enumerate(qs)])
+        m = th.shape[0]
+        if m not in bufs:
+            g = min(n_cols, n_points)
+            bufs[m] = (torch.empty(m, n_cols, n_points, dtype=dtype, device=dev),
+                       torch.empty(m, n_cols, n_points, dtype=dtype, device=dev),
+                       torch.empty(m, g, g, dtype=dtype, device=dev))
+        At, scratch, gram = bufs[m]
+        eta, failed = _ridge(eng.jac_t(st, cols, out=At, scratch=scratch), f, ridge, gram)
         bad = (failed | ~torch.isfinite(eta).all(dim=1).cpu() | ~torch.isfinite(f).all(dim=1).cpu()
-               | ~(d["u"].abs().amax(dim=1).cpu() <= u_limit))
+               | ~(d["u"].abs().amax(dim=1).cpu() <= lim))
+        return eta, bad
+
+    def stage(th: Tensor, cols: Tensor | None) -> tuple[Tensor, Tensor]:
+        etas, bads = [], []
+        for a in range(0, B, c):
+            eta, bad = part(th[a:a + c], None if cols is None else cols[a:a + c], pdes[a:a + c], u_limit[a:a + c])
+            etas.append(eta)
+            bads.append(bad)
+        eta, bad = torch.cat(etas), torch.cat(bads)
         return torch.where(bad.to(dev)[:, None], torch.zeros_like(eta), eta), bad
 
     for step in range(n_steps + 1):

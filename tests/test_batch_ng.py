@@ -41,12 +41,13 @@ def test_batched_derivatives_and_jacobian_equal_the_fast_path():
 
 @pytest.mark.parametrize("pdes,sparse", [([KdV(a=1.0, b=0.0025), KdV(a=1.0, b=0.002), KdV(a=1.0, b=0.003)], None),
                                          ([Burgers(nu=0.01), Burgers(nu=0.02), Burgers(nu=0.005)], 40)])
-def test_batched_evolution_follows_the_single_runs(pdes, sparse):
+@pytest.mark.parametrize("chunk", [None, 1, 2])
+def test_batched_evolution_follows_the_single_runs(pdes, sparse, chunk):
     dec = Decoder(BOX, width=12, depth=2, n_freq=2, seed=1)
     Th = _thetas(dec, len(pdes))
     t_eval = torch.tensor([0.0, 0.01, 0.02])
     res = evolve_batch(dec, Th, pdes, T=0.02, dt=1e-3, t_eval=t_eval, n_points=200, sparse=sparse, ridge=1e-8,
-                       seeds=[3, 4, 5])
+                       seeds=[3, 4, 5], chunk=chunk)
     assert torch.isnan(res["diverged_at"]).all()
     for b, pde in enumerate(pdes):
         d = Decoder(BOX, width=12, depth=2, n_freq=2, seed=1)
@@ -82,3 +83,13 @@ def test_a_diverging_sample_is_frozen_and_the_others_go_on():
                        t_eval=torch.tensor([0.0, 0.01, 0.02]), n_points=64)
     assert torch.isnan(res["diverged_at"][0]) and float(res["diverged_at"][1]) >= 0
     assert torch.isfinite(res["thetas"][0]).all() and torch.isnan(res["thetas"][1, -1]).all()
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        evolve_batch(dec, Th, [Burgers(nu=0.01)] * 2, T=0.02, dt=0.01, t_eval=torch.tensor([0.0]), chunk=0)
+
+
+def test_auto_chunk_keeps_a_chunk_of_jacobians_in_cache_on_a_cpu():
+    from madng_lite.batch_ng import auto_chunk
+    assert auto_chunk(64, 201, 1000, "cpu") == 2          # 1.6 MB per sample, 4 MiB budget
+    assert auto_chunk(64, 4000, 1000, "cpu") == 1         # never fewer than one
+    assert auto_chunk(3, 10, 100, "cpu") == 3             # never more than B
+    assert auto_chunk(64, 201, 1000, "meta") == 64        # all at once off the CPU
