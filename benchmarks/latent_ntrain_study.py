@@ -8,9 +8,11 @@ penalty, learning rate and Sobolev terms, latents started at the principal coord
 every ``N``; extra training samples are drawn after the runs' test samples, which are never used).
 
 Each validation sample is fitted by MAD-L (``z`` alone, ``--lm`` Levenberg-Marquardt steps, theta
-frozen) from three starts: the nearest training latent, the PCA encoder's latent of the sample,
-and the best (lowest final error) of the fits from the ``--k`` nearest training latents
-(:func:`madng_lite.mad.nearest_latents`). Measured: the relative L2 error at ``t = 0`` per sample,
+frozen) from four starts: the nearest training latent, the PCA encoder's latent of the sample,
+the best (lowest final error) of the fits from the ``--k`` nearest training latents
+(:func:`madng_lite.mad.nearest_latents`), and a screened start: ``--screen`` steps from every
+training latent at once (:func:`madng_lite.batch.screen_latents`), then the best of those
+continued for the remaining ``--lm`` minus ``--screen`` steps. Measured: the relative L2 error at ``t = 0`` per sample,
 its median and worst, and the seconds. Rows are written as they finish; ``--resume`` skips the
 rows already in ``--out``.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from madng_lite.batch import screen_latents
 from madng_lite.data import make_family
 from madng_lite.decoder import Decoder
 from madng_lite.fitting import fit_sample
@@ -54,7 +57,7 @@ def mad_l(dec: Decoder, x: torch.Tensor, u: torch.Tensor, z0: torch.Tensor, lm: 
     return float((r.mse * len(u)) ** 0.5 / u.norm()), r.seconds
 
 
-def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, quick: bool) -> dict:
+def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, screen: int, quick: bool) -> dict:
     cfg = FULL[name]
     n_val = 3 if quick else cfg.n_val
     idx_train = train_indices(cfg.n_train, cfg.n_val, cfg.n_test, n_train)
@@ -74,13 +77,18 @@ def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, quick
     enc = PCAEncoder.fit(U, cfg.latent_dim)
     man = manifold_report(U, Z, enc.encode(U))
     fit = dict(lm=lm, lam=cfg.lam, data_scale=rep.data_scale)
-    starts: dict[str, list] = {"nearest": [], "encoder": [], f"best_of_{k}": []}
+    starts: dict[str, list] = {"nearest": [], "encoder": [], f"best_of_{k}": [], "screened": []}
     for u in V:
         Zk, _ = nearest_latents(U, Z, u, k)
         tries = [mad_l(dec, x, u, z, **fit) for z in Zk]
         starts["nearest"].append(tries[0])
         starts["encoder"].append(mad_l(dec, x, u, enc.encode(u), **fit))
         starts[f"best_of_{k}"].append((min(t[0] for t in tries), sum(t[1] for t in tries)))
+        t0 = time.perf_counter()
+        zs, _, _ = screen_latents(dec, x, u, Z, steps=screen, lam=cfg.lam, data_scale=rep.data_scale)
+        t_screen = time.perf_counter() - t0
+        rel, t_rest = mad_l(dec, x, u, zs, **dict(fit, lm=lm - screen))
+        starts["screened"].append((rel, t_screen + t_rest))
     held = {s: {"rel": [r for r, _ in v], "rel_median": statistics.median(r for r, _ in v),
                 "rel_max": max(r for r, _ in v), "seconds_median": statistics.median(t for _, t in v)}
             for s, v in starts.items()}
@@ -98,19 +106,23 @@ def main() -> int:
     ap.add_argument("--lbfgs", type=int, default=300, help="pretraining L-BFGS iterations (the runs: 1000)")
     ap.add_argument("--lm", type=int, default=50, help="Levenberg-Marquardt steps of each held-out MAD-L fit")
     ap.add_argument("--k", type=int, default=3, help="nearest latents tried by the best-of-k start")
+    ap.add_argument("--screen", type=int, default=5, help="LM steps from every training latent before the best goes on")
     ap.add_argument("--quick", action="store_true", help="3 validation samples, short schedules (a smoke test)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
     args = ap.parse_args()
+    if not 1 <= args.screen < args.lm:
+        ap.error(f"--screen must be between 1 and --lm - 1, got {args.screen}")
     if args.quick:
-        args.adam, args.lbfgs, args.lm = min(args.adam, 30), min(args.lbfgs, 10), min(args.lm, 5)
+        args.adam, args.lbfgs, args.lm, args.screen = min(args.adam, 30), min(args.lbfgs, 10), min(args.lm, 5), 2
     commit = git_commit()   # at the start: the code that made the numbers
     out = Path(args.out) if args.out else None
     rows = json.loads(out.read_text())["rows"] if args.resume and out and out.exists() else []
     meta = {"command": "python benchmarks/latent_ntrain_study.py " + " ".join(sys.argv[1:]),
             "git_commit": commit, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "quick": args.quick}
+            "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "screen": args.screen,
+            "quick": args.quick}
     print("| family | N train | pretrain s | train rel. (mean) | rank corr. | held-out MAD-L rel. (median, worst) |")
     print("|---|---|---|---|---|---|")
     for name in args.benchmarks:
@@ -118,7 +130,7 @@ def main() -> int:
             n = m * FULL[name].n_train if not args.quick else 6 * m
             if any(r["benchmark"] == name and r["n_train"] == n for r in rows):
                 continue
-            r = study(name, n, args.adam, args.lbfgs, args.lm, args.k, args.quick)
+            r = study(name, n, args.adam, args.lbfgs, args.lm, args.k, args.screen, args.quick)
             rows.append(r)
             ho = "; ".join(f"{s}: {v['rel_median']:.2e}, {v['rel_max']:.2e}" for s, v in r["held_out"].items())
             print(f"| {name} | {n} | {r['pretrain_seconds']:.0f} | {r['train_mean_rel']:.2e} | "

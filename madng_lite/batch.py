@@ -21,7 +21,7 @@ from torch import Tensor
 from .decoder import Decoder
 from .derivatives import FastMLP
 
-__all__ = ["fit_latents"]
+__all__ = ["fit_latents", "screen_latents"]
 
 
 def _forward(fast: FastMLP, theta: Tensor, x: Tensor, Z: Tensor, need_jac: bool = False):
@@ -139,3 +139,24 @@ def _lm(fast: FastMLP, theta: Tensor, x: Tensor, U0: Tensor, Z: Tensor, mse: Ten
         active &= ~hit
         if not bool(active.any()):
             break
+
+
+def screen_latents(decoder: Decoder, x: Tensor, u0: Tensor, Z: Tensor, steps: int = 5, lam: float = 0.0,
+                   data_scale: float = 1.0) -> tuple[Tensor, int, float]:
+    """The best start for MAD-L on ``u0`` among the candidate latents ``Z`` (K, latent), e.g. every
+    training latent: ``steps`` Levenberg-Marquardt steps from each, all K at once
+    (:func:`fit_latents`), and the fitted latent with the lowest MSE, its row and that MSE
+    (book: Chapter 2, the auto-decoder).
+
+    The training sample nearest to ``u0`` need not have the latent from which a fit of ``z`` alone
+    goes furthest: the fit is not convex, and its nearest start can stall in a poor minimum.
+    """
+    if Z.ndim != 2 or Z.shape[0] < 1:
+        raise ValueError(f"need candidate latents Z (K, {decoder.latent_dim}) with K >= 1, got {tuple(Z.shape)}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    u0 = u0.reshape(1, -1)
+    r = fit_latents(decoder, x, u0.expand(Z.shape[0], -1), Z, adam_iters=0, lm_iters=steps, tol=1e-300,
+                    lam=lam, data_scale=data_scale)
+    k = int(torch.argmin(r["mse"]))
+    return r["z"][k].clone(), k, float(r["mse"][k])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from madng_lite.batch import fit_latents
+from madng_lite.batch import fit_latents, screen_latents
 from madng_lite.data import make_family
 from madng_lite.decoder import Decoder
 from madng_lite.fitting import fit_sample
@@ -44,3 +44,19 @@ def test_bad_shapes(model):
         fit_latents(dec, fam.x, test.U0, Z[:2])
     with pytest.raises(ValueError, match="4 entries"):
         fit_latents(dec, fam.x, test.U0, torch.zeros(len(test.U0), 3))
+
+
+def test_screened_start_is_the_best_short_fit_of_all_candidates(model):
+    fam, train, test, dec, Z, scale = model
+    u = test.U0[0]
+    z, k, mse = screen_latents(dec, fam.x, u, Z, steps=3, lam=0.01, data_scale=scale)
+    ones = [fit_sample(dec, fam.x, u, zc, train="z", adam_iters=0, lm_iters=3, tol=1e-300, lam=0.01,
+                       data_scale=scale) for zc in Z]
+    best = min(range(len(Z)), key=lambda i: ones[i].mse)
+    assert k == best and abs(mse - ones[best].mse) <= 1e-10 * ones[best].mse
+    assert torch.allclose(z, ones[best].z, rtol=1e-10, atol=1e-12)
+    assert mse <= ones[nearest_latent(train.U0, Z, u)[1]].mse      # never worse than the nearest start
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        screen_latents(dec, fam.x, u, Z, steps=0)
+    with pytest.raises(ValueError, match="candidate latents"):
+        screen_latents(dec, fam.x, u, Z[0])
