@@ -13,8 +13,8 @@ the best (lowest final error) of the fits from the ``--k`` nearest training late
 (:func:`madng_lite.mad.nearest_latents`), and a screened start: ``--screen`` steps from every
 training latent at once (:func:`madng_lite.batch.screen_latents`), then the best of those
 continued for the remaining ``--lm`` minus ``--screen`` steps. The nearest and the screened starts
-are also run with the longer budget ``--lm-long`` (the start and the budget are separate causes). Measured: the relative L2 error at ``t = 0`` per sample,
-its median and worst, and the seconds. Rows are written as they finish; ``--resume`` skips the
+are also run with the longer budget ``--lm-long`` (the start and the budget are separate causes).
+Measured: the relative L2 error at ``t = 0`` per sample, its median and worst, and the seconds. Rows are written as they finish; ``--resume`` skips the
 rows already in ``--out``.
 
     OMP_NUM_THREADS=1 python benchmarks/latent_ntrain_study.py --out results/latent_ntrain_study.json
@@ -112,7 +112,8 @@ def main() -> int:
     ap.add_argument("--lbfgs", type=int, default=300, help="pretraining L-BFGS iterations (the runs: 1000)")
     ap.add_argument("--lm", type=int, default=50, help="Levenberg-Marquardt steps of each held-out MAD-L fit")
     ap.add_argument("--k", type=int, default=3, help="nearest latents tried by the best-of-k start")
-    ap.add_argument("--screen", type=int, default=20, help="LM steps from every training latent before the best goes on")
+    ap.add_argument("--screen", type=int, default=20,
+                    help="LM steps from every training latent before the best goes on")
     ap.add_argument("--lm-long", type=int, default=250, help="the longer budget of LM steps")
     ap.add_argument("--quick", action="store_true", help="3 validation samples, short schedules (a smoke test)")
     ap.add_argument("--out", default=None)
@@ -131,7 +132,8 @@ def main() -> int:
             "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "screen": args.screen,
             "lm_long": args.lm_long,
             "quick": args.quick}
-    print("| family | N train | pretrain s | train rel. (mean) | rank corr. | held-out MAD-L rel. (median, worst) |")
+    print("| family | N train | pretrain s | train rel. (mean) | rank corr. | "
+          "held-out MAD-L rel. (median, worst) |")
     print("|---|---|---|---|---|---|")
     for name in args.benchmarks:
         for m in args.multiples:

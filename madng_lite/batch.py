@@ -141,7 +141,7 @@ def _lm(fast: FastMLP, theta: Tensor, x: Tensor, U0: Tensor, Z: Tensor, mse: Ten
             break
 
 
-def screen_latents(decoder: Decoder, x: Tensor, u0: Tensor, Z: Tensor, steps: int = 5, lam: float = 0.0,
+def screen_latents(decoder: Decoder, x: Tensor, u0: Tensor, Z: Tensor, steps: int = 20, lam: float = 0.0,
                    data_scale: float = 1.0) -> tuple[Tensor, int, float]:
     """The best start for MAD-L on ``u0`` among the candidate latents ``Z`` (K, latent), e.g. every
     training latent: ``steps`` Levenberg-Marquardt steps from each, all K at once
@@ -149,7 +149,9 @@ def screen_latents(decoder: Decoder, x: Tensor, u0: Tensor, Z: Tensor, steps: in
     (book: Chapter 2, the auto-decoder).
 
     The training sample nearest to ``u0`` need not have the latent from which a fit of ``z`` alone
-    goes furthest: the fit is not convex, and its nearest start can stall in a poor minimum.
+    goes furthest: the fit is not convex, and its nearest start can stall in a poor minimum. The
+    default of 20 steps is the screen of ``benchmarks/latent_ntrain_study.py``, where 5 steps
+    still picked starts that stall.
     """
     if Z.ndim != 2 or Z.shape[0] < 1:
         raise ValueError(f"need candidate latents Z (K, {decoder.latent_dim}) with K >= 1, got {tuple(Z.shape)}")

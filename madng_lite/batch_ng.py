@@ -7,9 +7,10 @@ forward pass with its x-derivatives as ``bmm`` over ``(B, units, n)`` blocks, th
 ``(B, n, p)`` tensor (or ``(B, n, s)`` columns, a draw per sample), the Gram matrices, Cholesky
 factorisations and solves as batched LAPACK calls. On a CPU the samples go through in groups whose
 Jacobians fit in a core's cache (:func:`auto_chunk`), into buffers reused from stage to stage: one
-``(B, n, p)`` tensor for all of them spills to memory and runs slower than a loop of single runs. Each sample draws its indices from its own
-generator, exactly as :class:`madng_lite.galerkin.NeuralGalerkin` with the same seed would, so a
-sample's trajectory is the one of a single run, up to the rounding of the batched products.
+``(B, n, p)`` tensor for all of them spills to memory and runs slower than a loop of single runs.
+Each sample draws its indices from its own generator, exactly as
+:class:`madng_lite.galerkin.NeuralGalerkin` with the same seed would, so a sample's trajectory is
+the one of a single run, up to the rounding of the batched products.
 1-D problems, fixed activations, RK4; a sample whose state stops being finite is frozen and
 reported (its row of ``diverged_at``).
 """
@@ -107,12 +108,14 @@ class BatchedMLP:
         if cols is None:
             gi, hj = self.g_index.to(GT.device), self.h_index.to(HT.device)
             A = torch.index_select(GT, 1, gi, out=out) if out is not None else GT.index_select(1, gi)
-            return A.mul_(torch.index_select(HT, 1, hj, out=scratch) if scratch is not None else HT.index_select(1, hj))
+            H = torch.index_select(HT, 1, hj, out=scratch) if scratch is not None else HT.index_select(1, hj)
+            return A.mul_(H)
         n = GT.shape[2]
         gi = self.g_index.to(GT.device)[cols][:, :, None].expand(-1, -1, n)
         hj = self.h_index.to(HT.device)[cols][:, :, None].expand(-1, -1, n)
         A = torch.gather(GT, 1, gi, out=out) if out is not None else torch.gather(GT, 1, gi)
-        return A.mul_(torch.gather(HT, 1, hj, out=scratch) if scratch is not None else torch.gather(HT, 1, hj))
+        H = torch.gather(HT, 1, hj, out=scratch) if scratch is not None else torch.gather(HT, 1, hj)
+        return A.mul_(H)
 
 
 def _ridge(At: Tensor, f: Tensor, ridge: float, gram: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -197,7 +200,8 @@ def evolve_batch(dec: Decoder, Theta0: Tensor, pdes: list, T: float, dt: float, 
     def stage(th: Tensor, cols: Tensor | None) -> tuple[Tensor, Tensor]:
         etas, bads = [], []
         for a in range(0, B, c):
-            eta, bad = part(th[a:a + c], None if cols is None else cols[a:a + c], pdes[a:a + c], u_limit[a:a + c])
+            part_cols = None if cols is None else cols[a:a + c]
+            eta, bad = part(th[a:a + c], part_cols, pdes[a:a + c], u_limit[a:a + c])
             etas.append(eta)
             bads.append(bad)
         eta, bad = torch.cat(etas), torch.cat(bads)

@@ -36,7 +36,8 @@ from .fit import run_lbfgs
 from .manifold import PCAEncoder, initial_latents
 from .solve import NonFiniteError
 
-__all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "nearest_latents", "finetune"]
+__all__ = ["PretrainReport", "FinetuneResult", "pretrain", "reconstruct", "nearest_latent", "nearest_latents",
+           "finetune"]
 
 
 @dataclass
@@ -273,7 +274,8 @@ def nearest_latents(U0_train: Tensor, Z: Tensor, u0_new: Tensor, k: int) -> tupl
 
     ``nearest_latents(U, Z, u, 1)`` is ``nearest_latent(U, Z, u)`` as a batch of one."""
     if not isinstance(k, int) or not 1 <= k <= U0_train.shape[0]:
-        raise ValueError(f"k must be an integer between 1 and the {U0_train.shape[0]} training samples, got {k!r}")
+        raise ValueError(f"k must be an integer between 1 and the {U0_train.shape[0]} training samples, "
+                         f"got {k!r}")
     nearest_latent(U0_train, Z, u0_new)             # the same checks of shapes
     d = ((U0_train - u0_new.reshape(-1).to(U0_train)) ** 2).sum(dim=1)
     idx = [int(i) for i in torch.sort(d, stable=True).indices[:k]]
