@@ -14,10 +14,17 @@ the best (lowest final error) of the fits from the ``--k`` nearest training late
 training latent at once (:func:`madng_lite.batch.screen_latents`), then the best of those
 continued for the remaining ``--lm`` minus ``--screen`` steps. The nearest and the screened starts
 are also run with the longer budget ``--lm-long`` (the start and the budget are separate causes).
-Measured: the relative L2 error at ``t = 0`` per sample, its median and worst, and the seconds. Rows are written as they finish; ``--resume`` skips the
-rows already in ``--out``.
+Measured: the relative L2 error at ``t = 0`` per sample, its median and worst, and the seconds.
+Rows are written as they finish; ``--resume`` skips the rows already in ``--out``.
+
+``--refine R`` adds ``R`` rounds of the refinement of :func:`madng_lite.mad.pretrain` after
+L-BFGS (``--refine-lm`` LM steps on every latent alone, then ``--refine-lbfgs`` L-BFGS iterations
+on theta and the latents together). Its yardstick is the same time spent in more L-BFGS: a run
+with ``--lbfgs`` raised until its pretraining takes as long.
 
     OMP_NUM_THREADS=1 python benchmarks/latent_ntrain_study.py --out results/latent_ntrain_study.json
+    OMP_NUM_THREADS=1 python benchmarks/latent_ntrain_study.py --benchmarks ac2d --multiples 1 2 \
+        --refine 6 --out results/latent_ntrain_study_ac2d_refined.json
 """
 from __future__ import annotations
 
@@ -59,7 +66,7 @@ def mad_l(dec: Decoder, x: torch.Tensor, u: torch.Tensor, z0: torch.Tensor, lm: 
 
 
 def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, screen: int, lm_long: int,
-          quick: bool) -> dict:
+          quick: bool, refine: tuple[int, int, int] = (0, 20, 100)) -> dict:
     cfg = FULL[name]
     n_val = 3 if quick else cfg.n_val
     idx_train = train_indices(cfg.n_train, cfg.n_val, cfg.n_test, n_train)
@@ -74,7 +81,8 @@ def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, scree
     sob = train.derivative_targets(cfg.sobolev) if cfg.sobolev else False
     t0 = time.perf_counter()
     Z, rep = pretrain(dec, x, U, lam=cfg.lam, adam_iters=adam, lbfgs_iters=lbfgs, lr=cfg.lr, seed=0,
-                      progress=False, sobolev=sob, normalize=True, z_init="pca")
+                      progress=False, sobolev=sob, normalize=True, z_init="pca", refine_rounds=refine[0],
+                      refine_lm=refine[1], refine_lbfgs=refine[2])
     seconds = time.perf_counter() - t0
     enc = PCAEncoder.fit(U, cfg.latent_dim)
     man = manifold_report(U, Z, enc.encode(U))
@@ -99,6 +107,7 @@ def study(name: str, n_train: int, adam: int, lbfgs: int, lm: int, k: int, scree
                 "rel_max": max(r for r, _ in v), "seconds_median": statistics.median(t for _, t in v)}
             for s, v in starts.items()}
     return {"benchmark": name, "n_train": n_train, "n_val": n_val, "latent_dim": cfg.latent_dim,
+            "lbfgs": lbfgs, "refine_rounds": refine[0], "refine_lm": refine[1], "refine_lbfgs": refine[2],
             "p": dec.n_params, "pretrain_seconds": seconds, "train_mean_rel": rep.mean_rel,
             "train_max_rel": max(rep.rel_errors), "rank_corr": man["rank_corr"], "held_out": held}
 
@@ -115,6 +124,9 @@ def main() -> int:
     ap.add_argument("--screen", type=int, default=20,
                     help="LM steps from every training latent before the best goes on")
     ap.add_argument("--lm-long", type=int, default=250, help="the longer budget of LM steps")
+    ap.add_argument("--refine", type=int, default=0, help="rounds of the pretraining refinement (0: none)")
+    ap.add_argument("--refine-lm", type=int, default=20, help="LM steps on the latents per refinement round")
+    ap.add_argument("--refine-lbfgs", type=int, default=100, help="L-BFGS iterations per refinement round")
     ap.add_argument("--quick", action="store_true", help="3 validation samples, short schedules (a smoke test)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out")
@@ -130,8 +142,8 @@ def main() -> int:
             "git_commit": commit, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "screen": args.screen,
-            "lm_long": args.lm_long,
-            "quick": args.quick}
+            "lm_long": args.lm_long, "refine": args.refine, "refine_lm": args.refine_lm,
+            "refine_lbfgs": args.refine_lbfgs, "quick": args.quick}
     print("| family | N train | pretrain s | train rel. (mean) | rank corr. | "
           "held-out MAD-L rel. (median, worst) |")
     print("|---|---|---|---|---|---|")
@@ -140,7 +152,8 @@ def main() -> int:
             n = m * FULL[name].n_train if not args.quick else 6 * m
             if any(r["benchmark"] == name and r["n_train"] == n for r in rows):
                 continue
-            r = study(name, n, args.adam, args.lbfgs, args.lm, args.k, args.screen, args.lm_long, args.quick)
+            r = study(name, n, args.adam, args.lbfgs, args.lm, args.k, args.screen, args.lm_long, args.quick,
+                      (args.refine, args.refine_lm, args.refine_lbfgs))
             rows.append(r)
             ho = "; ".join(f"{s}: {v['rel_median']:.2e}, {v['rel_max']:.2e}" for s, v in r["held_out"].items())
             print(f"| {name} | {n} | {r['pretrain_seconds']:.0f} | {r['train_mean_rel']:.2e} | "
