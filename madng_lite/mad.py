@@ -160,9 +160,11 @@ def pretrain(decoder: Decoder, x: Tensor, U0: Tensor, latent_dim: int | None = N
         from their best: each round fits every latent alone by ``refine_lm`` Levenberg-Marquardt
         steps (theta fixed; the data term and the penalty, without Sobolev terms;
         :func:`madng_lite.batch.fit_latents`, all at once), then runs ``refine_lbfgs`` L-BFGS
-        iterations on theta and the latents together. On AC2D (180 samples, 1000 Adam and 300 L-BFGS
-        iterations) the training error falls from 4.1 % to below 1 % in six rounds
-        (``benchmarks/latent_ntrain_study.py --refine``; book: Chapter 2, the auto-decoder).
+        iterations on theta and the latents together. It lowers the training error where L-BFGS
+        stops, but fitting every latent alone scrambles the layout of the latent space: on AC2D, new
+        samples fit worse after six rounds than after the same time in more L-BFGS
+        (``benchmarks/latent_ntrain_study.py --refine``; book: Chapter 2, the auto-decoder, "Where
+        pretraining stops"). Judge it on held-out samples.
     """
     _check_data(decoder, x, U0)
     if latent_dim is not None and int(latent_dim) != decoder.latent_dim:
