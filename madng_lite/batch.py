@@ -35,8 +35,9 @@ def latent_chunk(decoder: Decoder, B: int, n: int, device: torch.device | str, b
     one chunk's forward state (``n`` points per sample, the network's input and every layer's
     output, float64) within ``budget`` bytes. A state that spills out of the cache costs more per
     sample than the batching saves: 20 LM steps on B = 100 samples of Burgers, AC1D and AC2D ran at
-    2.6x, 2.9x and 1.3x the loop's throughput in such groups, 2.2x, 2.3x and 0.8x in one pass
-    (``benchmarks/batch_bench.py --lm 20``, ``results/batch_bench_lm.json``)."""
+    2.9x, 3.0x and 1.4x the loop's throughput in such groups, 2.2x, 2.3x and 0.8x in one pass
+    (``benchmarks/batch_bench.py --lm 20``, ``results/batch_bench_lm.json``; one pass: that file at
+    commit 38e1d0c)."""
     if torch.device(device).type != "cpu":
         return B
     width = decoder.layers[0].in_features + sum(lin.out_features for lin in decoder.layers)
