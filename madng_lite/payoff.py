@@ -29,6 +29,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -37,10 +38,11 @@ from . import points
 from .batch import fit_latents
 from .data import KDV_B, spectral_derivative
 from .decoder import Decoder
-from .fitting import fit_sample
-from .mad import nearest_latent, pretrain, random_latent
+from .fitting import FitResult, fit_sample
+from .mad import PretrainReport, nearest_latent, pretrain, random_latent
 
-__all__ = ["LADDERS", "ARMS", "parse_family", "family_samples", "break_even", "study_family"]
+__all__ = ["LADDERS", "ARMS", "Prepared", "parse_family", "family_samples", "family_seed", "break_even",
+           "prepare_family", "fit_arms", "study_family"]
 
 LADDERS = ("fourier", "solitons", "ac2d")
 ARMS = ("mad_l", "mad_lm", "random", "fresh", "mad_l_batched")
@@ -109,6 +111,76 @@ def _median(values: Sequence[float | None]) -> float:
     return statistics.median([math.inf if v is None else v for v in values])
 
 
+@dataclass
+class Prepared:
+    """One family of the study, pretrained: the grid, the samples, the decoder and its latents."""
+
+    name: str
+    kind: str
+    size: int
+    n_par: int
+    x: Tensor                    # (n_pts, d) grid
+    train: Tensor                # (n_train, n_pts)
+    val: Tensor                  # (n_val, n_pts) the new samples
+    dec: Decoder
+    Z: Tensor                    # (n_train, n_par) training latents
+    report: PretrainReport
+    pretrain_seconds: float
+    lam: float
+    seed: int
+
+    @property
+    def box(self) -> tuple[tuple[float, float], ...]:
+        return _box(self.kind)
+
+
+def family_seed(kind: str, size: int, seed: int) -> int:
+    """The seed of a family's samples (train and new ones alike) in the study."""
+    return 1000 * LADDERS.index(kind) + size + seed
+
+
+def prepare_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | None = None, adam: int = 1000,
+                   lbfgs: int = 300, seed: int = 0, lam: float = 0.01) -> Prepared:
+    """Draw the family's samples and pretrain its auto-decoder from principal-coordinate latents."""
+    kind, size = parse_family(name)
+    n_grid = n_grid or (32 if kind == "ac2d" else 256)
+    x, U, n_par = family_samples(name, n_train + n_val, n_grid, seed=family_seed(kind, size, seed))
+    train, val = U[:n_train], U[n_train:]
+    box = _box(kind)
+    dec = Decoder(box, n_par, seed=seed, **SHAPE)
+    sob = {"ux": spectral_derivative(train, box[0], 1)} if kind != "ac2d" else False
+    t0 = time.perf_counter()
+    Z, rep = pretrain(dec, x, train, lam=lam, adam_iters=adam, lbfgs_iters=lbfgs, lr=1e-3, seed=seed,
+                      progress=False, sobolev=sob, normalize=True, z_init="pca")
+    return Prepared(name, kind, size, n_par, x, train, val, dec, Z, rep, time.perf_counter() - t0, lam, seed)
+
+
+def fit_arms(prep: Prepared, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8, 1e-10),
+             n: int | None = None) -> tuple[dict[str, list[FitResult]], Tensor]:
+    """Fit the first ``n`` new samples (all by default) in every one-at-a-time arm of :data:`ARMS`.
+
+    One Levenberg-Marquardt fit of at most ``lm`` steps to the tightest tolerance for every arm;
+    returns the fits per arm and the nearest training latents they started from.
+    """
+    tols = sorted((float(t) for t in tols), reverse=True)
+    if not tols or min(tols) <= 0:
+        raise ValueError(f"need positive tolerances, got {tols}")
+    val = prep.val if n is None else prep.val[:n]
+    budget = dict(adam_iters=0, lm_iters=lm, tol=min(tols), data_scale=prep.report.data_scale, thresholds=tols)
+    fits: dict[str, list[FitResult]] = {a: [] for a in ARMS if a != "mad_l_batched"}
+    near = torch.stack([nearest_latent(prep.train, prep.Z, u)[0] for u in val])
+    dec, x, lam = prep.dec, prep.x, prep.lam
+    for i, u in enumerate(val):
+        s = prep.seed + 7919 * (i + 1)
+        fits["mad_l"].append(fit_sample(dec, x, u, near[i], train="z", lam=lam, **budget))
+        fits["mad_lm"].append(fit_sample(dec, x, u, near[i], train="z+theta", lam=lam, **budget))
+        fits["random"].append(fit_sample(dec, x, u, random_latent(prep.n_par, s), train="z+theta", lam=lam,
+                                         **budget))
+        fits["fresh"].append(fit_sample(Decoder(prep.box, 0, seed=s, **SHAPE), x, u, None, train="theta",
+                                        **budget))
+    return fits, near
+
+
 def study_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | None = None, adam: int = 1000,
                  lbfgs: int = 300, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8, 1e-10), seed: int = 0,
                  lam: float = 0.01) -> dict:
@@ -118,30 +190,12 @@ def study_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | Non
     that does not reach it counts as infinite), and the break-even ``N*`` of MAD-LM and of batched
     MAD-L against the fresh network. All random draws come from ``seed``.
     """
-    kind, size = parse_family(name)
     tols = sorted((float(t) for t in tols), reverse=True)
     if not tols or min(tols) <= 0:
         raise ValueError(f"need positive tolerances, got {tols}")
-    n_grid = n_grid or (32 if kind == "ac2d" else 256)
-    x, U, n_par = family_samples(name, n_train + n_val, n_grid, seed=1000 * LADDERS.index(kind) + size + seed)
-    train, val = U[:n_train], U[n_train:]
-    box = _box(kind)
-    dec = Decoder(box, n_par, seed=seed, **SHAPE)
-    sob = {"ux": spectral_derivative(train, box[0], 1)} if kind != "ac2d" else False
-    t0 = time.perf_counter()
-    Z, rep = pretrain(dec, x, train, lam=lam, adam_iters=adam, lbfgs_iters=lbfgs, lr=1e-3, seed=seed,
-                      progress=False, sobolev=sob, normalize=True, z_init="pca")
-    pre = time.perf_counter() - t0
-    tight = min(tols)
-    budget = dict(adam_iters=0, lm_iters=lm, tol=tight, data_scale=rep.data_scale, thresholds=tols)
-    fits: dict[str, list] = {a: [] for a in ARMS if a != "mad_l_batched"}
-    near = torch.stack([nearest_latent(train, Z, u)[0] for u in val])
-    for i, u in enumerate(val):
-        s = seed + 7919 * (i + 1)
-        fits["mad_l"].append(fit_sample(dec, x, u, near[i], train="z", lam=lam, **budget))
-        fits["mad_lm"].append(fit_sample(dec, x, u, near[i], train="z+theta", lam=lam, **budget))
-        fits["random"].append(fit_sample(dec, x, u, random_latent(n_par, s), train="z+theta", lam=lam, **budget))
-        fits["fresh"].append(fit_sample(Decoder(box, 0, seed=s, **SHAPE), x, u, None, train="theta", **budget))
+    prep = prepare_family(name, n_train, n_val, n_grid, adam, lbfgs, seed, lam)
+    pre, rep, x, val, dec = prep.pretrain_seconds, prep.report, prep.x, prep.val, prep.dec
+    fits, near = fit_arms(prep, lm, tols)
     rows = []
     for tol in tols:
         key = f"{tol:g}"
@@ -159,7 +213,8 @@ def study_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | Non
                      "n_star": break_even(pre, fresh, arms["mad_lm"]["seconds_to_tol"]),
                      "n_star_batched": break_even(pre, fresh, arms["mad_l_batched"]["seconds_to_tol"])})
     final = {a: statistics.median(r.mse for r in rs) for a, rs in fits.items()}
-    return {"family": name, "ladder": kind, "size": size, "params": n_par, "n_train": n_train, "n_val": n_val,
-            "n_points": x.shape[0], "u_rms": float(U.pow(2).mean().sqrt()), "pretrain_seconds": pre, "pretrain_mean_rel": rep.mean_rel,
-            "p_mad": dec.n_params, "p_fresh": Decoder(box, 0, **SHAPE).n_params, "lm": lm,
+    return {"family": name, "ladder": prep.kind, "size": prep.size, "params": prep.n_par, "n_train": n_train,
+            "n_val": n_val, "n_points": x.shape[0], "u_rms": float(torch.cat([prep.train, val]).pow(2).mean().sqrt()),
+            "pretrain_seconds": pre, "pretrain_mean_rel": rep.mean_rel,
+            "p_mad": dec.n_params, "p_fresh": Decoder(prep.box, 0, **SHAPE).n_params, "lm": lm,
             "final_mse_median": final, "rows": rows}
