@@ -3,7 +3,8 @@
 
 :func:`madng_lite.payoff.study_family` times the arms to a fit tolerance; this module evolves their
 fits. For a 1D family of the study, the same pretraining and the same fits (the same seeds give
-the same numbers) are made for the first ``n_evolve`` new samples; each arm's fitted network (the
+the same numbers on one machine; on another CPU, rounding differences grow over the 1300
+pretraining steps) are made for the first ``n_evolve`` new samples; each arm's fitted network (the
 latent folded into the first-layer bias) is evolved by dense Neural Galerkin and scored against
 the spectral truth of the sample's exact initial condition on a grid ``ref_factor`` times finer
 than the fit grid (so the points between the fit points count too), and against the spectral
@@ -78,16 +79,20 @@ def evolve_fit(fit: FitResult, pde: PDE, T: float, dt: float, t_eval: Tensor, x_
 def evolve_family(name: str, n_evolve: int = 4, n_points: int | None = None, n_times: int = 11,
                   n_train: int = 64, n_val: int = 8, adam: int = 1000, lbfgs: int = 300, lm: int = 100,
                   tols: Sequence[float] = (1e-6, 1e-8, 1e-10), seed: int = 0, lam: float = 0.01,
-                  on_evolved: Callable[[str, int], None] | None = None) -> dict:
+                  T: float | None = None, on_evolved: Callable[[str, int], None] | None = None) -> dict:
     """Pretrain on ``name``, fit its first ``n_evolve`` new samples in every arm of :data:`EVOLVE_ARMS`
     as :func:`~madng_lite.payoff.study_family` does, evolve every fit, and score it; one record.
 
-    ``n_points``: NG sample points (default: the fit grid); ``on_evolved(arm, i)`` is called after
+    ``n_points``: NG sample points (default: the fit grid); ``T``: final time (default: the
+    benchmark's; a multiple of its step); ``on_evolved(arm, i)`` is called after
     each evolution (a progress bar). Per arm and sample: the fit's MSE and seconds, MSE at each of
     ``n_times`` times against the truth, the stepping error at ``T`` and whether it blew up; per arm
     the median MSE(0) and MSE(T) (a blow-up counts as infinite).
     """
-    pde, T, dt, rf, ref_dt = ladder_pde(name)
+    pde, T_ladder, dt, rf, ref_dt = ladder_pde(name)
+    T = T_ladder if T is None else float(T)
+    if not (math.isfinite(T) and T > 0 and abs(round(T / dt) * dt - T) <= 1e-9 * T):
+        raise ValueError(f"T must be a positive multiple of the step {dt:g}, got {T}")
     if not 1 <= int(n_evolve) <= int(n_val):
         raise ValueError(f"n_evolve must be between 1 and n_val = {n_val}, got {n_evolve}")
     if int(n_times) < 2:

@@ -1,5 +1,6 @@
 """The findings sentences (madng_lite.pipeline.findings) follow the numbers, and the README quotes them."""
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -91,3 +92,35 @@ def test_payoff_headline_names_where_it_pays_and_where_not():
     assert "In the remaining 1 cell a fresh network was as fast or faster." in text
     assert text.endswith("batched MAD-L paid nowhere.")
     assert F.payoff_headline([]).startswith("*(no meta-learning study")
+
+
+def test_load_payoff_mse_restores_infinities(tmp_path):
+    arm = {"samples": [], "mse0_median": 1e-9, "mseT_median": "inf", "diverged": 5}
+    data = {"meta": {"command": "python benchmarks/meta_pays_mse.py", "git_commit": "abc"},
+            "families": [{"family": "solitons-2", "arms": {"mad_l": arm}}]}
+    (tmp_path / F.PAYOFF_MSE_FILES[1]).write_text(json.dumps(data))
+    fams = F.load_payoff_mse(tmp_path)
+    assert len(fams) == 1 and fams[0]["command"].startswith("python benchmarks/meta_pays_mse.py")
+    a = fams[0]["arms"]["mad_l"]
+    assert a["mseT_median"] == math.inf and a["mse0_median"] == 1e-9
+    assert F.load_payoff_mse(tmp_path / "nothing") == []
+
+
+def test_payoff_mse_text_follows_the_numbers():
+    def fam(name, pde, ladder, mad, fresh, blow=(0, 0, 0, 0)):
+        vals = {"mad_l": 1e-3, "mad_lm": mad, "random": 1e-9, "fresh": fresh}
+        return {"family": name, "pde": pde, "ladder": ladder, "n_evolve": 8,
+                "arms": {a: {"mseT_median": vals[a], "diverged": b} for a, b in zip(vals, blow)}}
+    ev = [fam("fourier-3", "burgers", "fourier", 1.3e-11, 5.9e-12),
+          fam("fourier-10", "burgers", "fourier", 4.2e-11, 2.7e-9, (1, 0, 0, 2)),
+          fam("solitons-2", "kdv", "solitons", 2.0e-10, 3.0e-10),
+          fam("solitons-3", "kdv", "solitons", 1e-9, math.inf, (5, 0, 1, 6))]
+    text = F.payoff_mse_text(ev)
+    assert "(Burgers for the Fourier families, KdV for the soliton families; 32 fits per arm)" in text
+    assert "more accurate than a fresh network's (median MSE at $T$, MAD-LM against fresh) on fourier-10 " \
+           "(4.2e-11 against 2.7e-09), solitons-3 (1.0e-09 against inf)" in text
+    assert "about as accurate on solitons-2 (2.0e-10 against 3.0e-10)" in text
+    assert "less accurate on fourier-3 (1.3e-11 against 5.9e-12)" in text
+    assert text.endswith("MAD-L 6, MAD-LM 0, random latent 1, fresh network 8 of 32.")
+    assert F.payoff_mse_text([]) == ""
+    assert F.accuracy(None, None) == "about as accurate" and F.accuracy(math.inf, 1.0) == "less accurate"

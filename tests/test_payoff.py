@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from madng_lite import payoff
+from madng_lite import payoff, payoff_mse
 from madng_lite.data import KDV_B
 from madng_lite.decoder import Decoder
 from madng_lite.fitting import fit_sample
@@ -90,3 +90,30 @@ def test_quick_study_is_consistent():
                                                   a["mad_lm"]["seconds_to_tol"])
         assert row["n_star_batched"] == payoff.break_even(rec["pretrain_seconds"], a["fresh"]["seconds_to_tol"],
                                                           a["mad_l_batched"]["seconds_to_tol"])
+
+
+def test_mse_study_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="1D ladders"):
+        payoff_mse.ladder_pde("ac2d-1")
+    with pytest.raises(ValueError, match="unknown family"):
+        payoff_mse.ladder_pde("heat-3")
+    with pytest.raises(ValueError, match="n_evolve"):
+        payoff_mse.evolve_family("fourier-3", n_evolve=3, n_val=2)
+    with pytest.raises(ValueError, match="multiple of the step"):
+        payoff_mse.evolve_family("fourier-3", n_evolve=1, n_val=1, T=0.0105)
+
+
+def test_mse_study_evolves_the_study_fits():
+    kw = dict(n_train=6, n_val=1, adam=30, lbfgs=5, lm=12, tols=(1e-6, 1e-9))
+    rec = payoff_mse.evolve_family("solitons-2", n_evolve=1, n_times=3, T=0.01, **kw)
+    study = payoff.study_family("solitons-2", **kw)
+    assert rec["pde"] == "kdv" and rec["n_ref"] == 2 * rec["n_points"] == 512 and len(rec["t_eval"]) == 3
+    assert rec["ref_check_rel"] < 1e-9            # the truth agrees with a twice finer one
+    for arm in payoff_mse.EVOLVE_ARMS:
+        s = rec["arms"][arm]["samples"][0]
+        assert s["fit_mse"] == study["final_mse_median"][arm]   # the same fit as the study's
+        assert len(s["mse"]) == 3 and rec["arms"][arm]["mseT_median"] == s["mse"][-1]
+        if s["diverged_at"] is None:
+            # the error at t = 0 is the fit's, now on the 2x finer grid; NG adds little in 20 steps
+            assert s["mse"][0] == pytest.approx(s["fit_mse"], rel=0.5)
+            assert s["stepping_mse_T"] < 1e-3 * max(s["mse"][-1], 1e-12)

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ORDER", "find_results", "load_runs", "fmt", "compare", "arm_finding", "break_even", "pinn_rel_l2",
-           "headline", "load_payoff", "payoff_cells", "payoff_headline", "readme_block", "README_START", "README_END"]
+           "headline", "accuracy", "load_payoff", "load_payoff_mse", "payoff_cells", "payoff_headline",
+           "payoff_mse_text", "readme_block", "README_START", "README_END"]
 
 PAYOFF_FILES = ("meta_pays_study.json", "meta_pays_study_ac2d.json")
+PAYOFF_MSE_FILES = ("meta_pays_mse_fourier.json", "meta_pays_mse_solitons.json")
 
 ORDER = ["kdv", "burgers", "ac1d", "ac2d"]
 README_START = "<!-- findings: written by scripts/readme_findings.py from results/full; do not edit -->"
@@ -57,6 +59,16 @@ def fmt(v: float | None) -> str:
     return "inf (diverged)" if v is None else f"{v:.2e}"
 
 
+def accuracy(e_mad: float | None, e_fresh: float | None) -> str:
+    """MAD against fresh at ``T``: more accurate below half the fresh error, less above twice it;
+    ``None`` or ``inf`` is a blow-up (two blow-ups count as alike)."""
+    bad_mad = e_mad is None or not math.isfinite(e_mad)
+    bad_fresh = e_fresh is None or not math.isfinite(e_fresh)
+    if bad_mad or bad_fresh:
+        return "about as accurate" if bad_mad and bad_fresh else "less accurate" if bad_mad else "more accurate"
+    return "more accurate" if e_mad < 0.5 * e_fresh else "less accurate" if e_mad > 2 * e_fresh else "about as accurate"
+
+
 def compare(r: dict) -> dict:
     """MAD-NG (nearest latent) against NG without meta-learning (fresh network) in one run."""
     mad, fresh = r["arms"]["nearest"], r["arms"].get("fresh")
@@ -66,12 +78,7 @@ def compare(r: dict) -> dict:
     e_mad, e_fr = mad["evolve"]["mse"]["median"][-1], fresh["evolve"]["mse"]["median"][-1]
     fit = ("faster than" if t_mad < 0.8 * t_fr
            else "slower than" if t_mad > 1.25 * t_fr else "about as fast as")
-    if e_fr is None or (e_mad is not None and e_mad < 0.5 * e_fr):
-        acc = "more accurate"
-    elif e_mad is None or e_mad > 2 * e_fr:
-        acc = "less accurate"
-    else:
-        acc = "about as accurate"
+    acc = accuracy(e_mad, e_fr)
     step = max(mad["evolve"]["stepping_mse"]["median"][-1] or math.inf,
                fresh["evolve"]["stepping_mse"]["median"][-1] or math.inf)
     return {"fit": fit, "acc": acc, "t_mad": t_mad, "t_fresh": t_fr, "e_mad": e_mad, "e_fresh": e_fr,
@@ -214,6 +221,22 @@ def load_payoff(results: str | Path) -> list[dict]:
     return fams
 
 
+def load_payoff_mse(results: str | Path) -> list[dict]:
+    """The families of the study's MSE(T) measurement (``benchmarks/meta_pays_mse.py``), infinities restored."""
+    fams = []
+    for name in PAYOFF_MSE_FILES:
+        path = Path(results) / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        for f in data["families"]:
+            f["command"], f["git_commit"] = data["meta"]["command"], data["meta"]["git_commit"]
+            for a in f["arms"].values():
+                a["mse0_median"], a["mseT_median"] = _inf(a["mse0_median"]), _inf(a["mseT_median"])
+            fams.append(f)
+    return fams
+
+
 CLEAR_SAVING = 0.2   # a saving below 20 % of the fresh fit's time counts as a tie (the "faster" rule above)
 
 
@@ -237,8 +260,29 @@ def payoff_cells(fams: list[dict], arm: str = "mad_lm") -> tuple[list, list]:
     return [c for c in cells if c[3] >= CLEAR_SAVING], [c for c in cells if c[3] < CLEAR_SAVING]
 
 
-def payoff_headline(fams: list[dict]) -> str:
-    """Where meta-learning pays on the study's families, as one markdown paragraph (intro, README, its chapter)."""
+def payoff_mse_text(evolved: list[dict]) -> str:
+    """What the study's fits became at ``T`` (``benchmarks/meta_pays_mse.py``), as one markdown sentence."""
+    if not evolved:
+        return ""
+    by: dict[str, list[str]] = {"more accurate": [], "about as accurate": [], "less accurate": []}
+    for f in evolved:
+        e_mad, e_fresh = f["arms"]["mad_lm"]["mseT_median"], f["arms"]["fresh"]["mseT_median"]
+        by[accuracy(e_mad, e_fresh)].append(f"{f['family']} ({e_mad:.1e} against {e_fresh:.1e})")
+    blow = {a: sum(f["arms"][a]["diverged"] for f in evolved) for a in ("mad_l", "mad_lm", "random", "fresh")}
+    n = sum(f["n_evolve"] for f in evolved)
+    said = {"burgers": "Burgers", "kdv": "KdV", "fourier": "Fourier", "solitons": "soliton"}
+    pdes = ", ".join(sorted({f"{said.get(f['pde'], f['pde'])} for the {said.get(f['ladder'], f['ladder'])} families"
+                             for f in evolved}))
+    return (f"Evolved to $T$ by Neural Galerkin ({pdes}; {n} fits per arm), the fits of MAD-LM ended more "
+            f"accurate than a fresh network's (median MSE at $T$, MAD-LM against fresh) on {_names(by['more accurate'])}; "
+            f"about as accurate on {_names(by['about as accurate'])}; less accurate on {_names(by['less accurate'])}. "
+            f"Runs that blew up: MAD-L {blow['mad_l']}, MAD-LM {blow['mad_lm']}, random latent {blow['random']}, "
+            f"fresh network {blow['fresh']} of {n}.")
+
+
+def payoff_headline(fams: list[dict], evolved: list[dict] | None = None) -> str:
+    """Where meta-learning pays on the study's families, as one markdown paragraph (intro, README, its chapter);
+    with ``evolved`` (:func:`load_payoff_mse`), also what the fits became at ``T``."""
     if not fams:
         return "*(no meta-learning study yet)*"
     cells = [(f, row) for f in fams for row in f["rows"]]
@@ -264,10 +308,10 @@ def payoff_headline(fams: list[dict]) -> str:
             + f"The latent alone (MAD-L) reached a tolerance in {mad_l} of {fits} fits, so batched MAD-L "
             + (f"paid in {len(clear_b) + len(narrow_b)} cells: {_cells_text(clear_b + narrow_b)}."
                if clear_b or narrow_b else "paid nowhere."))
-    return text
+    return text + (" " + payoff_mse_text(evolved) if evolved else "")
 
 
 def readme_block(results: str | Path) -> str:
     """The README's findings section body, between its markers."""
-    return "\n".join([README_START, payoff_headline(load_payoff(results)), "",
+    return "\n".join([README_START, payoff_headline(load_payoff(results), load_payoff_mse(results)), "",
                       headline(load_runs(results, "full")), README_END])
