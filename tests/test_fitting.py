@@ -65,18 +65,32 @@ def test_levenberg_marquardt_reaches_far_below_adam():
 
 
 def test_the_latent_jacobian_of_levenberg_marquardt(setup):
-    """LM on the latent alone converges to a point where the gradient in z vanishes (a Gauss-Newton fixed
-    point), which a wrong du/dz would not reach."""
+    """LM on the latent alone converges to the minimum of the loss in z (a Gauss-Newton fixed point),
+    which a wrong du/dz would not reach."""
     x, dec, z0, u0 = setup
     target = dec(x, torch.tensor([0.4, 0.1, -0.5], dtype=torch.float64)).detach()   # reachable by z alone
     r = fit_sample(dec, x, target, z0, train="z", adam_iters=0, lm_iters=50, tol=1e-26)
     assert r.mse < 1e-20, r.mse
-    lam = 0.3   # with a latent penalty, the fixed point is where the gradient of the full loss vanishes
+    lam = 0.3   # with a latent penalty, the fixed point is the minimum of the full loss
     r = fit_sample(dec, x, u0, z0, train="z", adam_iters=0, lm_iters=100, lam=lam, tol=1e-30)
-    z = r.z.clone().requires_grad_(True)
-    loss = ((dec(x, z) - u0) ** 2).sum() + lam * (z**2).mean()
-    g, = torch.autograd.grad(loss, z)
-    assert float(g.norm()) < 1e-8 * float(loss)
+
+    def loss(z):
+        return ((dec(x, z) - u0) ** 2).sum() + lam * (z**2).mean()
+
+    z_star = r.z.clone()   # the minimum by Newton's method on the three latent entries (autograd Hessian)
+    for _ in range(8):
+        zz = z_star.clone().requires_grad_(True)
+        g, = torch.autograd.grad(loss(zz), zz)
+        z_star = z_star - torch.linalg.solve(torch.autograd.functional.hessian(loss, z_star), g)
+    zz = z_star.clone().requires_grad_(True)
+    g, = torch.autograd.grad(loss(zz), zz)
+    assert float(g.norm()) < 1e-13 * float(loss(z_star))
+    # fit_sample returns the iterate of lowest *data* MSE; with a penalty, the data MSE still moves by
+    # about 1e-11 along the last, converged LM steps, so which of them is returned depends on rounding
+    # (its gradient was 6e-8 on one CPU: the iterate 12 steps before the last). What LM guarantees is
+    # the minimum of the loss: its value to a few ulps, its place far closer than a wrong du/dz stops.
+    assert float(loss(r.z) - loss(z_star)) <= 1e-14 * float(loss(z_star))
+    assert float((r.z - z_star).norm()) < 1e-6 * float(z_star.norm())
 
 
 def test_bad_input_is_named(setup):
