@@ -13,7 +13,6 @@ settings, prints one row per family and arm, and writes ``--out`` after every fa
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -25,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from madng_lite.payoff_mse import EVOLVE_ARMS, evolve_family, ladder_pde
+from madng_lite.io import resumable_results, write_results
 from madng_lite.pipeline.context import git_commit
 
 FAMILIES = ["fourier-3", "fourier-10", "fourier-30", "solitons-2", "solitons-3", "solitons-4"]
@@ -54,11 +54,9 @@ def main() -> int:
         ladder_pde(f)   # a clear error before any work
     settings = {k: getattr(args, k) for k in SETTINGS}
     fams: list[dict] = []
-    if args.resume and args.out and args.out.exists():
-        old = json.loads(args.out.read_text())
-        if {k: old["meta"].get(k) for k in SETTINGS} == settings:
-            fams = [f for f in old["families"] if f["family"] in args.families]
-            print("resuming; done:", ", ".join(f["family"] for f in fams))
+    if args.resume:
+        fams = [f for f in resumable_results(args.out, "families", settings) if f["family"] in args.families]
+        print("resuming; done:", ", ".join(f["family"] for f in fams) or "none")
     meta = {"command": "python benchmarks/meta_pays_mse.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, **settings}
@@ -81,8 +79,7 @@ def main() -> int:
         if args.out:
             order = {n: i for i, n in enumerate(args.families)}
             fams.sort(key=lambda q: order[q["family"]])
-            text = json.dumps({"meta": meta, "families": fams}, indent=1)
-            args.out.write_text(text.replace("Infinity", '"inf"') + "\n")
+            write_results(args.out, meta, "families", fams)
     return 0
 
 

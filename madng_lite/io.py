@@ -14,6 +14,8 @@ one-line :class:`CheckpointError`, a file that is damaged (a flipped bit, a torn
 temporary file in the same folder, are flushed and fsynced, then renamed over the final name (and
 the folder fsynced), so a crash or a power cut never leaves a half-written file under that name.
 Tensor states are ``torch.save`` files; the finished-samples state is JSON (:func:`save_json_state`).
+A benchmark's results file (``results/*.json``) is written the same atomic way
+(:func:`write_results`), so a study stopped mid-write keeps its last complete file to resume from.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from .decoder import Decoder
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "digest", "atomic_write", "save_state", "load_state",
            "save_json_state", "load_json_state", "save_checkpoint", "read_checkpoint", "load_checkpoint",
-           "decoder_kwargs"]
+           "decoder_kwargs", "write_results", "resumable_results"]
 
 FORMAT_VERSION = 2
 _MAGIC = "madng-lite-checkpoint"
@@ -114,6 +116,40 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         raise
     _fsync_dir(path.parent)
     return path
+
+
+_NONFINITE = {math.inf: "inf", -math.inf: "-inf"}
+
+
+def _plain(v: Any) -> Any:
+    """``v`` with every non-finite float as the string ``"inf"``, ``"-inf"`` or ``"nan"``."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return _NONFINITE.get(v, "nan")
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def write_results(path: str | os.PathLike, meta: dict, key: str, items: list) -> Path:
+    """Write a benchmark's results file ``{"meta": meta, key: items}`` atomically, as indented JSON.
+
+    JSON has no infinities: a non-finite float is written as ``"inf"``, ``"-inf"`` or ``"nan"``
+    (the readers in :mod:`madng_lite.pipeline.findings` turn them back)."""
+    text = json.dumps(_plain({"meta": meta, key: items}), indent=1, allow_nan=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def resumable_results(path: str | os.PathLike | None, key: str, settings: dict) -> list:
+    """The ``key`` list of a results file from :func:`write_results` whose ``meta`` holds the same
+    ``settings`` (what a resumed study keeps); empty when there is no such file or it was written
+    for other settings."""
+    if path is None or not Path(path).exists():
+        return []
+    data = json.loads(Path(path).read_text())
+    meta = data.get("meta", {})
+    return list(data.get(key, [])) if {k: meta.get(k) for k in settings} == settings else []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,3 +137,25 @@ def test_json_state_round_trip_and_damage(tmp_path):
         load_json_state(path, "samples")
     with pytest.raises(ValueError):
         save_json_state(tmp_path / "nan.json", "samples", {"x": float("nan")})
+
+
+def test_results_file_keeps_infinities_and_resumes_only_for_the_same_settings(tmp_path):
+    import json
+    import math
+
+    from madng_lite.io import resumable_results, write_results
+    from madng_lite.pipeline.findings import _inf
+
+    path = tmp_path / "sub" / "study.json"
+    rows = [{"family": "a", "n_star": math.inf, "low": -math.inf, "x": math.nan, "t": (1.5, 2)}]
+    write_results(path, {"seed": 0, "tols": [1e-6]}, "families", rows)
+    text = path.read_text()
+    assert text.endswith("\n") and "Infinity" not in text and "NaN" not in text
+    back = json.loads(text)["families"][0]
+    assert [_inf(back[k]) for k in ("n_star", "low")] == [math.inf, -math.inf] and math.isnan(_inf(back["x"]))
+    assert back["t"] == [1.5, 2] and _inf(2.5) == 2.5
+    assert not [p for p in path.parent.iterdir() if p.name != "study.json"]   # no temp file left
+    assert resumable_results(path, "families", {"seed": 0, "tols": [1e-6]})[0]["family"] == "a"
+    assert resumable_results(path, "families", {"seed": 1, "tols": [1e-6]}) == []
+    assert resumable_results(tmp_path / "none.json", "families", {"seed": 0}) == []
+    assert resumable_results(None, "families", {"seed": 0}) == []

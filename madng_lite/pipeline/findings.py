@@ -200,7 +200,8 @@ def headline(runs: dict[str, dict]) -> str:
 
 
 def _inf(v):
-    return math.inf if v == "inf" else v   # the study files write infinity as "inf"
+    """A number of a study file: :func:`madng_lite.io.write_results` writes non-finite ones as strings."""
+    return {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}.get(v, v) if isinstance(v, str) else v
 
 
 def load_payoff(results: str | Path) -> list[dict]:
