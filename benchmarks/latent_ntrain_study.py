@@ -15,7 +15,8 @@ training latent at once (:func:`madng_lite.batch.screen_latents`), then the best
 continued for the remaining ``--lm`` minus ``--screen`` steps. The nearest and the screened starts
 are also run with the longer budget ``--lm-long`` (the start and the budget are separate causes).
 Measured: the relative L2 error at ``t = 0`` per sample, its median and worst, and the seconds.
-Rows are written as they finish; ``--resume`` skips the rows already in ``--out``.
+Rows are written (atomically) as they finish; ``--resume`` skips the rows already in ``--out`` and
+refuses a file made with other settings.
 
 ``--refine R`` adds ``R`` rounds of the refinement of :func:`madng_lite.mad.pretrain` after
 L-BFGS (``--refine-lm`` LM steps on every latent alone, then ``--refine-lbfgs`` L-BFGS iterations
@@ -29,7 +30,6 @@ with ``--lbfgs`` raised until its pretraining takes as long.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -43,6 +43,7 @@ from madng_lite.batch import screen_latents
 from madng_lite.data import make_family
 from madng_lite.decoder import Decoder
 from madng_lite.fitting import fit_sample
+from madng_lite.io import resumable_results, write_results
 from madng_lite.mad import nearest_latents, pretrain
 from madng_lite.manifold import PCAEncoder, manifold_report
 from madng_lite.pipeline import FULL
@@ -137,13 +138,16 @@ def main() -> int:
         args.adam, args.lbfgs, args.lm, args.screen, args.lm_long = min(args.adam, 30), min(args.lbfgs, 10), 5, 2, 8
     commit = git_commit()   # at the start: the code that made the numbers
     out = Path(args.out) if args.out else None
-    rows = json.loads(out.read_text())["rows"] if args.resume and out and out.exists() else []
+    settings = {"adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "screen": args.screen,
+                "lm_long": args.lm_long, "refine": args.refine, "refine_lm": args.refine_lm,
+                "refine_lbfgs": args.refine_lbfgs, "quick": args.quick}
+    try:
+        rows = resumable_results(out, "rows", settings) if args.resume else []
+    except ValueError as e:
+        ap.error(str(e))
     meta = {"command": "python benchmarks/latent_ntrain_study.py " + " ".join(sys.argv[1:]),
             "git_commit": commit, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "adam": args.adam, "lbfgs": args.lbfgs, "lm": args.lm, "k": args.k, "screen": args.screen,
-            "lm_long": args.lm_long, "refine": args.refine, "refine_lm": args.refine_lm,
-            "refine_lbfgs": args.refine_lbfgs, "quick": args.quick}
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(), **settings}
     print("| family | N train | pretrain s | train rel. (mean) | rank corr. | "
           "held-out MAD-L rel. (median, worst) |")
     print("|---|---|---|---|---|---|")
@@ -159,7 +163,7 @@ def main() -> int:
             print(f"| {name} | {n} | {r['pretrain_seconds']:.0f} | {r['train_mean_rel']:.2e} | "
                   f"{r['rank_corr']:.2f} | {ho} |", flush=True)
             if out:
-                out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+                write_results(out, meta, "rows", rows)
     return 0
 
 

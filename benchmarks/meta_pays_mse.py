@@ -3,7 +3,8 @@
 The measurement is :func:`madng_lite.payoff_mse.evolve_family` (its docstring gives the PDEs, the
 reference and its check); this script runs it on the study's 1D families with the study's
 settings, prints one row per family and arm, and writes ``--out`` after every family.
-``--resume`` keeps the families an existing ``--out`` already holds for the same settings.
+``--resume`` keeps the families an existing ``--out`` already holds (written atomically; a file made
+with other settings is refused, never mixed in or overwritten).
 
     OMP_NUM_THREADS=1 python benchmarks/meta_pays_mse.py --families fourier-3 fourier-10 fourier-30 \\
         --out results/meta_pays_mse_fourier.json
@@ -55,7 +56,10 @@ def main() -> int:
     settings = {k: getattr(args, k) for k in SETTINGS}
     fams: list[dict] = []
     if args.resume:
-        fams = [f for f in resumable_results(args.out, "families", settings) if f["family"] in args.families]
+        try:
+            fams = [f for f in resumable_results(args.out, "families", settings) if f["family"] in args.families]
+        except ValueError as e:
+            ap.error(str(e))
         print("resuming; done:", ", ".join(f["family"] for f in fams) or "none")
     meta = {"command": "python benchmarks/meta_pays_mse.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),

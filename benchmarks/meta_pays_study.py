@@ -3,7 +3,8 @@
 The study itself is :func:`madng_lite.payoff.study_family` (its docstring defines the families, the
 arms and the break-even ``N*``); this script runs it on the ladders, prints one table row per
 family and tolerance, and writes ``--out`` after every family. ``--resume`` keeps the families an
-existing ``--out`` already holds for the same settings (a long run can be stopped and restarted).
+existing ``--out`` already holds (a long run can be stopped and restarted; the file is written
+atomically, and one made with other settings is refused, never mixed in or overwritten).
 
     OMP_NUM_THREADS=1 python benchmarks/meta_pays_study.py --out results/meta_pays_study.json
     OMP_NUM_THREADS=1 python benchmarks/meta_pays_study.py --families ac2d-1 ac2d-2 ac2d-4 \\
@@ -50,7 +51,10 @@ def main() -> int:
     settings = {k: getattr(args, k) for k in SETTINGS}
     fams: list[dict] = []
     if args.resume:
-        fams = [f for f in resumable_results(args.out, "families", settings) if f["family"] in args.families]
+        try:
+            fams = [f for f in resumable_results(args.out, "families", settings) if f["family"] in args.families]
+        except ValueError as e:
+            ap.error(str(e))
         print("resuming; done:", ", ".join(f["family"] for f in fams) or "none")
     meta = {"command": "python benchmarks/meta_pays_study.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),

@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from madng_lite.io import atomic_write  # noqa: E402
 from madng_lite.mad import nearest_latent  # noqa: E402
 from madng_lite.pinn import finetune_for, model_for, pretrain_for  # noqa: E402
 from madng_lite.pipeline.config import FULL, with_overrides  # noqa: E402
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(out.read_text()) if out.exists() else {"benchmark": args.bench, "split": "val",
                                                                  "stochastic": stochastic, "settings": {}}
         data["settings"][name] = res
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=1) + "\n")
+        text = json.dumps(data, indent=1) + "\n"
+        atomic_write(out, lambda fh: fh.write(text.encode()))   # a kill mid-write keeps the last file
         print(f"{args.bench} {name}: rel. L2 at T median {res['rel_l2_T']['median']:.3g}, max "
               f"{res['rel_l2_T']['max']:.3g}; {res['seconds']:.0f} s -> {out}", flush=True)
     return 0

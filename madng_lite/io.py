@@ -142,14 +142,19 @@ def write_results(path: str | os.PathLike, meta: dict, key: str, items: list) ->
 
 
 def resumable_results(path: str | os.PathLike | None, key: str, settings: dict) -> list:
-    """The ``key`` list of a results file from :func:`write_results` whose ``meta`` holds the same
-    ``settings`` (what a resumed study keeps); empty when there is no such file or it was written
-    for other settings."""
+    """The ``key`` list of a results file from :func:`write_results` (what a resumed study keeps);
+    empty when there is no such file. A file whose ``meta`` holds other ``settings`` raises a
+    ``ValueError`` naming them: resuming would mix rows made two ways, and starting afresh would
+    overwrite finished work."""
     if path is None or not Path(path).exists():
         return []
     data = json.loads(Path(path).read_text())
     meta = data.get("meta", {})
-    return list(data.get(key, [])) if {k: meta.get(k) for k in settings} == settings else []
+    diff = [f"{k}: {meta.get(k)!r} there, {v!r} here" for k, v in settings.items() if meta.get(k) != v]
+    if diff:
+        raise ValueError(f"{path} was written for other settings ({'; '.join(diff)}); "
+                         "choose another output file or the same settings")
+    return list(data.get(key, []))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ def test_results_file_keeps_infinities_and_resumes_only_for_the_same_settings(tm
     assert back["t"] == [1.5, 2] and _inf(2.5) == 2.5
     assert not [p for p in path.parent.iterdir() if p.name != "study.json"]   # no temp file left
     assert resumable_results(path, "families", {"seed": 0, "tols": [1e-6]})[0]["family"] == "a"
-    assert resumable_results(path, "families", {"seed": 1, "tols": [1e-6]}) == []
+    with pytest.raises(ValueError, match=r"other settings \(seed: 0 there, 1 here\)"):
+        resumable_results(path, "families", {"seed": 1, "tols": [1e-6]})
     assert resumable_results(tmp_path / "none.json", "families", {"seed": 0}) == []
     assert resumable_results(None, "families", {"seed": 0}) == []
