@@ -50,6 +50,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="keep the families --out already holds")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     args = ap.parse_args()
     for f in args.families:
         ladder_pde(f)   # a clear error before any work
@@ -69,10 +70,11 @@ def main() -> int:
     for name in args.families:
         if any(f["family"] == name for f in fams):
             continue
-        bar = tqdm(total=len(EVOLVE_ARMS) * args.n_evolve, desc=name, leave=False)
+        bar = tqdm(total=len(EVOLVE_ARMS) * args.n_evolve, desc=f"{name}: evolutions", leave=False,
+                   disable=args.no_progress)
         fams.append(evolve_family(name, args.n_evolve, args.n_points, n_train=args.n_train, n_val=args.n_val,
                                   adam=args.adam, lbfgs=args.lbfgs, lm=args.lm, tols=args.tols, seed=args.seed,
-                                  on_evolved=lambda arm, i: bar.update()))
+                                  on_evolved=lambda arm, i: bar.update(), progress=not args.no_progress))
         bar.close()
         f = fams[-1]
         for arm, a in f["arms"].items():

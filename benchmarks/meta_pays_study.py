@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="keep the families --out already holds")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     args = ap.parse_args()
     for f in args.families:
         parse_family(f)   # a clear error before any work
@@ -66,7 +67,7 @@ def main() -> int:
         if any(f["family"] == name for f in fams):
             continue
         fams.append(study_family(name, args.n_train, args.n_val, adam=args.adam, lbfgs=args.lbfgs, lm=args.lm,
-                                 tols=args.tols, seed=args.seed))
+                                 tols=args.tols, seed=args.seed, progress=not args.no_progress))
         f = fams[-1]
         for r in f["rows"]:
             a = r["arms"]

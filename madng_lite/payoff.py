@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from . import points
 from .batch import fit_latents
@@ -140,8 +141,9 @@ def family_seed(kind: str, size: int, seed: int) -> int:
 
 
 def prepare_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | None = None, adam: int = 1000,
-                   lbfgs: int = 300, seed: int = 0, lam: float = 0.01) -> Prepared:
-    """Draw the family's samples and pretrain its auto-decoder from principal-coordinate latents."""
+                   lbfgs: int = 300, seed: int = 0, lam: float = 0.01, progress: bool = False) -> Prepared:
+    """Draw the family's samples and pretrain its auto-decoder from principal-coordinate latents
+    (``progress``: pretraining's progress bars)."""
     kind, size = parse_family(name)
     n_grid = n_grid or (32 if kind == "ac2d" else 256)
     x, U, n_par = family_samples(name, n_train + n_val, n_grid, seed=family_seed(kind, size, seed))
@@ -151,13 +153,14 @@ def prepare_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | N
     sob = {"ux": spectral_derivative(train, box[0], 1)} if kind != "ac2d" else False
     t0 = time.perf_counter()
     Z, rep = pretrain(dec, x, train, lam=lam, adam_iters=adam, lbfgs_iters=lbfgs, lr=1e-3, seed=seed,
-                      progress=False, sobolev=sob, normalize=True, z_init="pca")
+                      progress=progress, sobolev=sob, normalize=True, z_init="pca")
     return Prepared(name, kind, size, n_par, x, train, val, dec, Z, rep, time.perf_counter() - t0, lam, seed)
 
 
 def fit_arms(prep: Prepared, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8, 1e-10),
-             n: int | None = None) -> tuple[dict[str, list[FitResult]], Tensor]:
-    """Fit the first ``n`` new samples (all by default) in every one-at-a-time arm of :data:`ARMS`.
+             n: int | None = None, progress: bool = False) -> tuple[dict[str, list[FitResult]], Tensor]:
+    """Fit the first ``n`` new samples (all by default) in every one-at-a-time arm of :data:`ARMS`
+    (``progress``: a bar over the samples).
 
     One Levenberg-Marquardt fit of at most ``lm`` steps to the tightest tolerance for every arm;
     returns the fits per arm and the nearest training latents they started from.
@@ -170,7 +173,7 @@ def fit_arms(prep: Prepared, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8,
     fits: dict[str, list[FitResult]] = {a: [] for a in ARMS if a != "mad_l_batched"}
     near = torch.stack([nearest_latent(prep.train, prep.Z, u)[0] for u in val])
     dec, x, lam = prep.dec, prep.x, prep.lam
-    for i, u in enumerate(val):
+    for i, u in enumerate(tqdm(val, desc=f"{prep.name}: fits", disable=not progress, leave=False)):
         s = prep.seed + 7919 * (i + 1)
         fits["mad_l"].append(fit_sample(dec, x, u, near[i], train="z", lam=lam, **budget))
         fits["mad_lm"].append(fit_sample(dec, x, u, near[i], train="z+theta", lam=lam, **budget))
@@ -183,19 +186,20 @@ def fit_arms(prep: Prepared, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8,
 
 def study_family(name: str, n_train: int = 64, n_val: int = 8, n_grid: int | None = None, adam: int = 1000,
                  lbfgs: int = 300, lm: int = 100, tols: Sequence[float] = (1e-6, 1e-8, 1e-10), seed: int = 0,
-                 lam: float = 0.01) -> dict:
+                 lam: float = 0.01, progress: bool = False) -> dict:
     """Pretrain on ``name`` and fit ``n_val`` new samples in every arm of :data:`ARMS`; one record.
 
     Per tolerance and arm: how many fits reach it, the median seconds and iterations to it (a fit
     that does not reach it counts as infinite), and the break-even ``N*`` of MAD-LM and of batched
-    MAD-L against the fresh network. All random draws come from ``seed``.
+    MAD-L against the fresh network. All random draws come from ``seed``; ``progress`` shows bars
+    for pretraining and the fits.
     """
     tols = sorted((float(t) for t in tols), reverse=True)
     if not tols or min(tols) <= 0:
         raise ValueError(f"need positive tolerances, got {tols}")
-    prep = prepare_family(name, n_train, n_val, n_grid, adam, lbfgs, seed, lam)
+    prep = prepare_family(name, n_train, n_val, n_grid, adam, lbfgs, seed, lam, progress)
     pre, rep, x, val, dec = prep.pretrain_seconds, prep.report, prep.x, prep.val, prep.dec
-    fits, near = fit_arms(prep, lm, tols)
+    fits, near = fit_arms(prep, lm, tols, progress=progress)
     rows = []
     for tol in tols:
         key = f"{tol:g}"

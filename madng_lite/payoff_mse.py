@@ -79,15 +79,16 @@ def evolve_fit(fit: FitResult, pde: PDE, T: float, dt: float, t_eval: Tensor, x_
 def evolve_family(name: str, n_evolve: int = 4, n_points: int | None = None, n_times: int = 11,
                   n_train: int = 64, n_val: int = 8, adam: int = 1000, lbfgs: int = 300, lm: int = 100,
                   tols: Sequence[float] = (1e-6, 1e-8, 1e-10), seed: int = 0, lam: float = 0.01,
-                  T: float | None = None, on_evolved: Callable[[str, int], None] | None = None) -> dict:
+                  T: float | None = None, on_evolved: Callable[[str, int], None] | None = None,
+                  progress: bool = False) -> dict:
     """Pretrain on ``name``, fit its first ``n_evolve`` new samples in every arm of :data:`EVOLVE_ARMS`
     as :func:`~madng_lite.payoff.study_family` does, evolve every fit, and score it; one record.
 
     ``n_points``: NG sample points (default: the fit grid); ``T``: final time (default: the
-    benchmark's; a multiple of its step); ``on_evolved(arm, i)`` is called after
-    each evolution (a progress bar). Per arm and sample: the fit's MSE and seconds, MSE at each of
-    ``n_times`` times against the truth, the stepping error at ``T`` and whether it blew up; per arm
-    the median MSE(0) and MSE(T) (a blow-up counts as infinite).
+    benchmark's; a multiple of its step); ``on_evolved(arm, i)`` is called after each evolution (a
+    progress bar); ``progress``: bars for pretraining and the fits. Per arm and sample: the fit's
+    MSE and seconds, MSE at each of ``n_times`` times against the truth, the stepping error at
+    ``T`` and whether it blew up; per arm the median MSE(0) and MSE(T) (a blow-up counts as infinite).
     """
     pde, T_ladder, dt, rf, ref_dt = ladder_pde(name)
     T = T_ladder if T is None else float(T)
@@ -97,8 +98,8 @@ def evolve_family(name: str, n_evolve: int = 4, n_points: int | None = None, n_t
         raise ValueError(f"n_evolve must be between 1 and n_val = {n_val}, got {n_evolve}")
     if int(n_times) < 2:
         raise ValueError(f"need n_times >= 2 (0 and T at least), got {n_times}")
-    prep = prepare_family(name, n_train, n_val, None, adam, lbfgs, seed, lam)
-    fits, _ = fit_arms(prep, lm, tols, n=int(n_evolve))
+    prep = prepare_family(name, n_train, n_val, None, adam, lbfgs, seed, lam, progress)
+    fits, _ = fit_arms(prep, lm, tols, n=int(n_evolve), progress=progress)
     n_grid = prep.x.shape[0]
     n_points = n_points or n_grid
     x_ref = points.grid(prep.box, n_grid * rf)
