@@ -39,6 +39,7 @@ def test_mad_that_does_not_pay_is_said_not_to():
     text = F.headline({"b": r})
     assert "did not pay" in text and "diverged less often than a fresh network on b" in text
     assert "fresh 2 of 10" in text
+    assert "Pretraining never pays for itself in fit time" in text and "after no" not in text
 
 
 def test_close_numbers_are_called_close_and_diverged_medians_named():
@@ -117,10 +118,12 @@ def test_payoff_mse_text_follows_the_numbers():
           fam("solitons-3", "kdv", "solitons", 1e-9, math.inf, (5, 0, 1, 6))]
     text = F.payoff_mse_text(ev)
     assert "(Burgers for the Fourier families, KdV for the soliton families; 32 fits per arm)" in text
-    assert "more accurate than a fresh network's (median MSE at $T$, MAD-LM against fresh) on fourier-10 " \
+    assert "ended (median MSE at T, MAD-LM against a fresh network) more accurate on fourier-10 " \
            "(4.2e-11 against 2.7e-09), solitons-3 (1.0e-09 against inf)" in text
     assert "about as accurate on solitons-2 (2.0e-10 against 3.0e-10)" in text
     assert "less accurate on fourier-3 (1.3e-11 against 5.9e-12)" in text
     assert text.endswith("MAD-L 6, MAD-LM 0, random latent 1, fresh network 8 of 32.")
+    assert "$" not in text   # plain text: the book shows generated markdown without math
+    assert "about as accurate" not in F.payoff_mse_text(ev[:2])   # an empty verdict is left out
     assert F.payoff_mse_text([]) == ""
     assert F.accuracy(None, None) == "about as accurate" and F.accuracy(math.inf, 1.0) == "less accurate"

@@ -95,13 +95,13 @@ def arm_finding(name: str, r: dict) -> str:
         return f"* **{name}:** no fresh-network arm in this run."
     text = (f"* **{name}:** fitting the start from the nearest latent is {c['fit']} fitting a fresh "
             f"network ({c['t_mad']:.2f} s against {c['t_fresh']:.2f} s, medians), and MAD-NG ends "
-            f"{c['acc']} at $T$ (median MSE {fmt(c['e_mad'])} against {fmt(c['e_fresh'])}).")
+            f"{c['acc']} at T (median MSE {fmt(c['e_mad'])} against {fmt(c['e_fresh'])}).")
     if c["div_mad"] or c["div_fresh"]:
         text += (f" Diverged: MAD-NG {c['div_mad']} of {c['n']} test samples, NG without "
                  f"meta-learning {c['div_fresh']} of {c['n']}.")
     if c["stepping_small"]:
         text += (" For both, the time stepping adds little (median MSE against the solution of "
-                 f"their own start at most {fmt(c['stepping'])}): the error at $T$ is the fit's.")
+                 f"their own start at most {fmt(c['stepping'])}): the error at T is the fit's.")
     return text
 
 
@@ -160,11 +160,14 @@ def headline(runs: dict[str, dict]) -> str:
                  f"(medians, MAD against fresh: {times}).")
     pays = {k: break_even(runs[k])[3] for k in comp}
     paying = [k for k, v in pays.items() if v is not None and math.isfinite(v)]
-    lines.append("* **Break-even.** Pretraining pays for itself in fit time after "
-                 + ("; ".join(f"{k}: {pays[k]:.0f} queries" for k in paying) if paying
-                    else "no number of queries on any of them")
-                 + (f" (never on {_names([k for k in comp if k not in paying])})" if paying and
-                    len(paying) < len(comp) else "") + ".")
+    if paying:
+        lines.append("* **Break-even.** Pretraining pays for itself in fit time after "
+                     + "; ".join(f"{k}: {pays[k]:.0f} queries" for k in paying)
+                     + (f" (never on {_names([k for k in comp if k not in paying])})" if len(paying) < len(comp)
+                        else "") + ".")
+    else:
+        lines.append("* **Break-even.** Pretraining never pays for itself in fit time: on none of them is the "
+                     "median fit from the pretrained decoder faster than a fresh network's.")
     errs = "; ".join(f"{k} {fmt(c['e_mad'])} against {fmt(c['e_fresh'])}" for k, c in comp.items())
     lines.append(f"* **Accuracy at T.** MAD-NG was more accurate than Neural Galerkin without "
                  f"meta-learning on {_names(by('acc', 'more accurate'))}, about as accurate on "
@@ -191,11 +194,11 @@ def headline(runs: dict[str, dict]) -> str:
     if not paying and not better:
         lines += ["", "**In short:** with the same optimiser for every arm, meta-learning did not pay on "
                   "the benchmarks' families: a fresh network fits a new initial condition as fast or faster, "
-                  "and MAD-NG is not more accurate at $T$."
+                  "and MAD-NG is not more accurate at T."
                   + (f" It diverged less often than a fresh network on {_names(steadier)}." if steadier else "")]
     elif paying or better:
         lines += ["", f"**In short:** meta-learning paid in fit time on {_names(paying)} and in "
-                  f"accuracy at $T$ on {_names(better)}."]
+                  f"accuracy at T on {_names(better)}."]
     return "\n".join(lines)
 
 
@@ -274,10 +277,9 @@ def payoff_mse_text(evolved: list[dict]) -> str:
     said = {"burgers": "Burgers", "kdv": "KdV", "fourier": "Fourier", "solitons": "soliton"}
     pdes = ", ".join(sorted({f"{said.get(f['pde'], f['pde'])} for the {said.get(f['ladder'], f['ladder'])} families"
                              for f in evolved}))
-    return (f"Evolved to $T$ by Neural Galerkin ({pdes}; {n} fits per arm), the fits of MAD-LM ended more "
-            f"accurate than a fresh network's (median MSE at $T$, MAD-LM against fresh) on {_names(by['more accurate'])}; "
-            f"about as accurate on {_names(by['about as accurate'])}; less accurate on {_names(by['less accurate'])}. "
-            f"Runs that blew up: MAD-L {blow['mad_l']}, MAD-LM {blow['mad_lm']}, random latent {blow['random']}, "
+    verdicts = "; ".join(f"{verdict} on {_names(names)}" for verdict, names in by.items() if names)
+    return (f"Evolved to T by Neural Galerkin ({pdes}; {n} fits per arm), the fits of MAD-LM ended (median MSE "
+            f"at T, MAD-LM against a fresh network) {verdicts}. Runs that blew up: MAD-L {blow['mad_l']}, MAD-LM {blow['mad_lm']}, random latent {blow['random']}, "
             f"fresh network {blow['fresh']} of {n}.")
 
 
