@@ -157,7 +157,7 @@ def headline(runs: dict[str, dict]) -> str:
     lines.append(f"* **Fit of a new sample.** From the nearest training latent it was faster than a "
                  f"fresh network on {_count(by('fit', 'faster than'), len(comp))}, about as fast on "
                  f"{_names(by('fit', 'about as fast as'))}, slower on {_names(by('fit', 'slower than'))} "
-                 f"(medians, MAD against fresh: {times}).")
+                 f"(median seconds per fit, MAD against fresh: {times}).")
     pays = {k: break_even(runs[k])[3] for k in comp}
     paying = [k for k, v in pays.items() if v is not None and math.isfinite(v)]
     if paying:
